@@ -41,6 +41,11 @@ void ms_sgemm_ref(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, flo
  * kept (like OpenBLAS's own threads and buffers). The busy flag is their
  * lock: one GEMM runs there at a time, and a caller that finds it taken
  * (another thread of the model inside a GEMM) takes OpenBLAS instead. */
+/* The few-rows path splits its columns in blocks of this many (a multiple
+ * of both small kernels' widths), threaded from this many weights on. */
+#define SMALL_COL_BLOCK 64
+#define SMALL_THREADED_WEIGHTS (1 << 16)
+
 static ms_pool *g_pool;
 static float *g_workspace;
 static int g_threads;
@@ -103,12 +108,36 @@ static void release_pool(void)
     atomic_flag_clear(&g_gemm_busy);
 }
 
-/* Runs g on our own AVX-512 GEMM: few rows on this thread, else the blocked
- * GEMM if it is free. 0 when it did not run (busy, out of memory). */
+/* Columns [64 begin, 64 end) of a few-rows product. */
+static void small_cols(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    const ms_gemm_args *g = ctx;
+    ms_gemm_small_avx512(g, begin * SMALL_COL_BLOCK,
+                         end * SMALL_COL_BLOCK < g->n ? end * SMALL_COL_BLOCK : g->n);
+}
+
+/* A few rows: the columns, and with them the weight rows that are most of
+ * the bytes read, split over the pool when there are enough. */
+static void run_small(const ms_gemm_args *g)
+{
+    int64_t blocks = (g->n + SMALL_COL_BLOCK - 1) / SMALL_COL_BLOCK;
+    ms_pool *pool = (double)g->n * (double)g->k >= SMALL_THREADED_WEIGHTS && blocks > 1
+                        ? acquire_pool(0)
+                        : NULL;
+    if (!pool) {
+        ms_gemm_small_avx512(g, 0, g->n);
+        return;
+    }
+    ms_pool_for(pool, blocks, 1, small_cols, (void *)g);
+    release_pool();
+}
+
+/* Runs g on our own AVX-512 GEMM: few rows on the small path, else the
+ * blocked GEMM if it is free. 0 when it did not run (busy, out of memory). */
 static int run_avx512(const ms_gemm_args *g)
 {
     if (g->m <= MS_GEMM_SMALL_M && !g->trans_a) {
-        ms_gemm_small_avx512(g);
+        run_small(g);
         return 1;
     }
     ms_pool *pool = acquire_pool(1);

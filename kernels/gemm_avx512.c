@@ -315,10 +315,10 @@ static float finish_scalar(float dot, const float *c, const ms_gemm_args *g, int
 /* op(B) columns are rows in memory: dot products along k, 4 rows of A by
  * 4 columns at a time, reduced at the end. Columns outer, so each weight
  * row is fetched from memory once and reused from L1 by every row of A. */
-static void small_dots(const ms_gemm_args *g)
+static void small_dots(const ms_gemm_args *g, int64_t jb, int64_t je)
 {
-    for (int64_t j0 = 0; j0 < g->n; j0 += 4) {
-        int64_t nj = g->n - j0 < 4 ? g->n - j0 : 4;
+    for (int64_t j0 = jb; j0 < je; j0 += 4) {
+        int64_t nj = je - j0 < 4 ? je - j0 : 4;
         for (int64_t i0 = 0; i0 < g->m; i0 += 4) {
             int64_t mi = g->m - i0 < 4 ? g->m - i0 : 4;
             __m512 acc[4][4];
@@ -350,14 +350,14 @@ static void small_dots(const ms_gemm_args *g)
 }
 
 /* op(B) rows are rows in memory: broadcast a[i][k] against 64 columns. */
-static void small_rows(const ms_gemm_args *g)
+static void small_rows(const ms_gemm_args *g, int64_t jb, int64_t je)
 {
     tile_out o = {g->alpha, g->beta, g->bias, g->epi};
     for (int64_t i0 = 0; i0 < g->m; i0 += 4) {
         int64_t mi = g->m - i0 < 4 ? g->m - i0 : 4;
-        for (int64_t j0 = 0; j0 < g->n; j0 += 64) {
+        for (int64_t j0 = jb; j0 < je; j0 += 64) {
             __mmask16 mj[4];
-            for (int v = 0; v < 4; v++) mj[v] = ms_mask16(g->n - j0 - 16 * v);
+            for (int v = 0; v < 4; v++) mj[v] = ms_mask16(je - j0 - 16 * v);
             __m512 acc[4][4];
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++)
@@ -385,10 +385,10 @@ static void small_rows(const ms_gemm_args *g)
     }
 }
 
-void ms_gemm_small_avx512(const ms_gemm_args *g)
+void ms_gemm_small_avx512(const ms_gemm_args *g, int64_t jb, int64_t je)
 {
     if (g->w || g->trans_b)
-        small_dots(g);
+        small_dots(g, jb, je);
     else
-        small_rows(g);
+        small_rows(g, jb, je);
 }

@@ -48,10 +48,10 @@ enum { MS_ATTN_QB = 32, MS_ATTN_BK = 144, MS_ATTN_KT = 12 };
  * least ms_gemm_avx512_workspace_floats(pool size) floats). */
 size_t ms_gemm_avx512_workspace_floats(int workers);
 void ms_gemm_avx512(const ms_gemm_args *g, ms_pool *pool, float *workspace);
-/* The same for a few rows (m <= MS_GEMM_SMALL_M, trans_a == 0), on the
- * calling thread, reading B in place. */
+/* The same for a few rows (m <= MS_GEMM_SMALL_M, trans_a == 0): output
+ * columns [jb, je) on the calling thread, reading B in place. */
 enum { MS_GEMM_SMALL_M = 16 };
-void ms_gemm_small_avx512(const ms_gemm_args *g);
+void ms_gemm_small_avx512(const ms_gemm_args *g, int64_t jb, int64_t je);
 void ms_attention_avx512(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch);
 void ms_attention_avx2(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch);
 void ms_weight_row_avx2(float *dst, const ms_tensor *w, int64_t row);

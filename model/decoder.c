@@ -365,8 +365,7 @@ static ms_status upscale_masks(ms_sam *m, const float *keys, const float *hyper,
     MS_TRY(ms_nn_linear(m, up1, 4 * c1, keys, d, hw, &l1, MS_EPI_NONE, 0));
     ms_nn_layernorm(m, up1, c1, up1, c1, 4 * hw, c1, &m->up_norm, MS_SAM_LN2D_EPS);
     ms_nn_gelu(m, up1, 4 * hw * c1);
-    MS_TRY(ms_nn_linear(m, up2, 4 * c2, up1, c1, 4 * hw, &l2, MS_EPI_NONE, 0));
-    ms_nn_gelu(m, up2, 16 * hw * c2);
+    MS_TRY(ms_nn_linear(m, up2, 4 * c2, up1, c1, 4 * hw, &l2, MS_EPI_GELU, 0));
     ms_sgemm(0, 1, 16 * hw, count, c2, 1.0f, up2, c2, hyper, c2, 0.0f, tm, count);
     scatter_masks(logits, tm, g, count);
     ms_arena_reset(m->arena, mark);

@@ -125,8 +125,7 @@ ms_status ms_sam_embed_dense(ms_sam *m, const ms_prompt *p, float *dense);
  * before returning. */
 /* n floats from the arena, NULL on failure (message set). */
 float *ms_nn_floats(ms_sam *m, int64_t n);
-/* y (+)= x W^T + b over `rows` rows, then the epilogue (ReLU only: GELU goes
- * through ms_nn_gelu, which runs on the pool). */
+/* y (+)= x W^T + b over `rows` rows, then the epilogue (ReLU or GELU). */
 ms_status ms_nn_linear(ms_sam *m, float *y, int64_t ldy, const float *x, int64_t ldx,
                        int64_t rows, const sam_linear *l, ms_epilogue epi, int accumulate);
 /* Row LayerNorm, rows split over the pool; y may alias x. */

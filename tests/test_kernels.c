@@ -228,6 +228,9 @@ START_TEST(test_sgemm_vs_ref)
     /* Decoder-like: few rows, wide. */
     sgemm_case(0, 1, 7, 256, 256, 1.0f, 0.0f, 0);
     sgemm_case(0, 0, 5, 128, 256, 1.0f, 1.0f, 4);
+    /* ... wide enough that their columns are split over the pool */
+    sgemm_case(0, 0, 7, 1000, 130, 1.0f, 1.0f, 1);
+    sgemm_case(0, 1, 16, 2051, 77, 0.5f, 0.0f, 3);
     /* Several K slices, N blocks and M blocks of the blocked GEMM. */
     sgemm_case(0, 1, 197, 3100, 9, 1.0f, 0.0f, 1);
     sgemm_case(1, 0, 50, 70, 1700, 0.5f, 1.0f, 2);
@@ -405,6 +408,11 @@ START_TEST(test_linear_vs_ref)
     linear_case(MS_F16, 200, 20, 800, 0, MS_EPI_RELU, 0, 1);
     linear_case(MS_F32, 20, 3200, 16, 2, MS_EPI_GELU, 0, 1);
     linear_case(MS_BF16, 200, 9, 900, 1, MS_EPI_NONE, 1, 0);
+    /* Few rows with enough weights that the columns are split over the
+     * pool, widths no multiple of the split. */
+    linear_case(MS_Q8, 7, 1030, 96, 0, MS_EPI_RELU, 1, 1);
+    linear_case(MS_F16, 16, 517, 256, 1, MS_EPI_GELU, 0, 1);
+    linear_case(MS_F32, 3, 2049, 64, 2, MS_EPI_NONE, 1, 1);
 }
 END_TEST
 
