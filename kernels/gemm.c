@@ -37,15 +37,15 @@ void ms_sgemm_ref(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, flo
 
 /* ---- threads and the blocked GEMM ---------------------------------------- */
 
-/* The blocked GEMM's workers and packing workspace, made on first use and
- * kept (like OpenBLAS's own threads and buffers). The busy flag is their
- * lock: one GEMM runs there at a time, and a caller that finds it taken
- * (another thread of the model inside a GEMM) takes OpenBLAS instead. */
 /* The few-rows path splits its columns in blocks of this many (a multiple
  * of both small kernels' widths), threaded from this many weights on. */
 #define SMALL_COL_BLOCK 64
 #define SMALL_THREADED_WEIGHTS (1 << 16)
 
+/* The blocked GEMM's workers and packing workspace, made on first use and
+ * kept (like OpenBLAS's own threads and buffers). The busy flag is their
+ * lock: one GEMM runs there at a time, and a caller that finds it taken
+ * (another thread of the model inside a GEMM) takes OpenBLAS instead. */
 static ms_pool *g_pool;
 static float *g_workspace;
 static int g_threads;
