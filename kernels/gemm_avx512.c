@@ -153,8 +153,14 @@ static inline __m512 finish(__m512 acc, const float *c, __mmask16 m, const tile_
     return v;
 }
 
-static void kernel(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                   int64_t mr, int64_t nr, const tile_out *o, int64_t j0)
+/* The tile's FMAs and epilogue. A comes packed (a[k * MR + i], rows past mr
+ * zero) or, when `rows`, straight from row-major memory: row i of the tile
+ * at rp[i] (rows past mr repeat the last row; their results are dropped). */
+static inline __attribute__((always_inline)) void tile(int64_t kc, const float *ap,
+                                                      const float *const *rp, int rows,
+                                                      const float *bp, float *c, int64_t ldc,
+                                                      int64_t mr, int64_t nr, const tile_out *o,
+                                                      int64_t j0)
 {
     __m512 acc[MR][2];
     /* C's tile is read or written at the end and usually misses cache:
@@ -171,7 +177,7 @@ static void kernel(int64_t kc, const float *ap, const float *bp, float *c, int64
         __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
-            __m512 a = _mm512_set1_ps(ap[i]);
+            __m512 a = _mm512_set1_ps(rows ? rp[i][k] : ap[i]);
             acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
         }
@@ -185,6 +191,23 @@ static void kernel(int64_t kc, const float *ap, const float *bp, float *c, int64
         _mm512_mask_storeu_ps(ci, m0, finish(acc[i][0], ci, m0, o, bias0));
         if (m1) _mm512_mask_storeu_ps(ci + 16, m1, finish(acc[i][1], ci + 16, m1, o, bias1));
     }
+}
+
+static void kernel(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                   int64_t mr, int64_t nr, const tile_out *o, int64_t j0)
+{
+    tile(kc, ap, NULL, 0, bp, c, ldc, mr, nr, o, j0);
+}
+
+/* The tile reading A's rows in place (a: the tile's first row, at column
+ * k0): for a narrow C, where each A value serves only a few panels and
+ * packing it would cost as much as the FMAs. */
+static void kernel_rows(int64_t kc, const float *a, int64_t lda, const float *bp, float *c,
+                        int64_t ldc, int64_t mr, int64_t nr, const tile_out *o, int64_t j0)
+{
+    const float *rp[MR];
+    for (int i = 0; i < MR; i++) rp[i] = a + (i < mr ? i : mr - 1) * lda;
+    tile(kc, NULL, rp, 1, bp, c, ldc, mr, nr, o, j0);
 }
 
 /* ---- blocking and threads -------------------------------------------------- */
@@ -201,6 +224,7 @@ typedef struct round_ctx {
     float *pack_b, *pack_a, *rowbuf;
     int64_t k0, kc, j0, nc; /* this K slice and N block */
     int64_t n_mblocks, n_nchunks, nchunk;
+    int direct; /* A read in place (kernel_rows), not packed */
     tile_out out;
 } round_ctx;
 
@@ -214,9 +238,9 @@ static void pack_b_range(void *ctx, int64_t begin, int64_t end, int worker)
     }
 }
 
-/* Work item = (MC-row block, chunk of NR panels): pack the A block, then
- * run every (panel, sliver) pair, panels outer so each B panel is reused by
- * all the block's slivers while it is cached. */
+/* Work item = (MC-row block, chunk of NR panels): pack the A block (unless
+ * r->direct), then run every (panel, sliver) pair, panels outer so each B
+ * panel is reused by all the block's slivers while it is cached. */
 static void compute_range(void *ctx, int64_t begin, int64_t end, int worker)
 {
     const round_ctx *r = ctx;
@@ -225,7 +249,7 @@ static void compute_range(void *ctx, int64_t begin, int64_t end, int worker)
     for (int64_t item = begin; item < end; item++) {
         int64_t ib = item / r->n_nchunks, jc = item % r->n_nchunks;
         int64_t i0 = ib * MC, mc = g->m - i0 < MC ? g->m - i0 : MC;
-        for (int64_t s = 0; s < mc; s += MR)
+        for (int64_t s = 0; s < mc && !r->direct; s += MR)
             pack_a(pa + s * KC, g, i0 + s, mc - s < MR ? mc - s : MR, r->k0, r->kc);
         int64_t jb = jc * r->nchunk, je = jb + r->nchunk < r->nc ? jb + r->nchunk : r->nc;
         for (int64_t j = jb; j < je; j += NR) {
@@ -233,12 +257,20 @@ static void compute_range(void *ctx, int64_t begin, int64_t end, int worker)
             int64_t nr = je - j < NR ? je - j : NR;
             for (int64_t s = 0; s < mc; s += MR) {
                 float *c = g->c + (i0 + s) * g->ldc + r->j0 + j;
-                kernel(r->kc, pa + s * KC, pb, c, g->ldc, mc - s < MR ? mc - s : MR, nr, &r->out,
-                       r->j0 + j);
+                int64_t mr = mc - s < MR ? mc - s : MR;
+                if (r->direct)
+                    kernel_rows(r->kc, g->a + (i0 + s) * g->lda + r->k0, g->lda, pb, c, g->ldc,
+                                mr, nr, &r->out, r->j0 + j);
+                else
+                    kernel(r->kc, pa + s * KC, pb, c, g->ldc, mr, nr, &r->out, r->j0 + j);
             }
         }
     }
 }
+
+/* Up to this many panels of C, A is read in place: each value is used by
+ * that many tiles only, fewer than repay packing it. */
+#define DIRECT_PANELS 4
 
 /* Below this many multiply-adds, waking the workers costs more than it saves. */
 #define MIN_THREADED_MACS (1 << 21)
@@ -265,6 +297,7 @@ void ms_gemm_avx512(const ms_gemm_args *g, ms_pool *pool, float *workspace)
             int64_t per = (panels + want - 1) / want;
             r.nchunk = (per < 4 ? 4 : per) * NR;
             r.n_nchunks = (nc + r.nchunk - 1) / r.nchunk;
+            r.direct = !g->trans_a && panels <= DIRECT_PANELS;
             ms_pool_for(pool, panels, 1, pack_b_range, &r);
             ms_pool_for_dynamic(pool, r.n_mblocks * r.n_nchunks, compute_range, &r);
         }

@@ -235,6 +235,9 @@ START_TEST(test_sgemm_vs_ref)
     sgemm_case(0, 1, 197, 3100, 9, 1.0f, 0.0f, 1);
     sgemm_case(1, 0, 50, 70, 1700, 0.5f, 1.0f, 2);
     sgemm_case(0, 0, 401, 45, 800, 1.0f, 0.0f, 0);
+    /* Narrow C, A read in place: an odd row count, K split in slices. */
+    sgemm_case(0, 0, 1037, 56, 130, 1.0f, 0.0f, 1);
+    sgemm_case(0, 1, 203, 128, 1555, 0.5f, 1.0f, 2);
     for (int r = 0; r < 20; r++)
         sgemm_case((int)rand_int(0, 1), (int)rand_int(0, 1), rand_int(1, 40), rand_int(1, 300),
                    rand_int(1, 200), 1.0f, (float)rand_int(0, 1), rand_int(0, 5));
