@@ -67,5 +67,7 @@ void ms_layernorm_channels_avx512(float *y, const float *x, int64_t c, int64_t h
                                   const float *g, const float *b, float eps);
 void ms_softmax_rows_avx2(float *x, int64_t rows, int64_t n, int64_t ld);
 void ms_softmax_rows_avx512(float *x, int64_t rows, int64_t n, int64_t ld);
+void ms_softmax_cols_avx2(float *x, int64_t rows, int64_t n, int64_t ld);
+void ms_softmax_cols_avx512(float *x, int64_t rows, int64_t n, int64_t ld);
 
 #endif

@@ -78,6 +78,9 @@ void ms_relu(float *x, int64_t n);
 /* Row softmax in place, rows of n with stride ld. */
 void ms_softmax_rows(float *x, int64_t rows, int64_t n, int64_t ld);
 void ms_softmax_rows_ref(float *x, int64_t rows, int64_t n, int64_t ld);
+/* Column softmax in place: each of the n columns over its rows (stride ld). */
+void ms_softmax_cols(float *x, int64_t rows, int64_t n, int64_t ld);
+void ms_softmax_cols_ref(float *x, int64_t rows, int64_t n, int64_t ld);
 /* y[i] += x[i] */
 void ms_add_inplace(float *y, const float *x, int64_t n);
 

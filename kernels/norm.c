@@ -84,3 +84,28 @@ void ms_softmax_rows(float *x, int64_t rows, int64_t n, int64_t ld)
     else
         ms_softmax_rows_ref(x, rows, n, ld);
 }
+
+void ms_softmax_cols_ref(float *x, int64_t rows, int64_t n, int64_t ld)
+{
+    for (int64_t j = 0; j < n; j++) {
+        float mx = -INFINITY;
+        for (int64_t r = 0; r < rows; r++) mx = x[r * ld + j] > mx ? x[r * ld + j] : mx;
+        float sum = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            x[r * ld + j] = expf(x[r * ld + j] - mx);
+            sum += x[r * ld + j];
+        }
+        float inv = 1.0f / sum;
+        for (int64_t r = 0; r < rows; r++) x[r * ld + j] *= inv;
+    }
+}
+
+void ms_softmax_cols(float *x, int64_t rows, int64_t n, int64_t ld)
+{
+    if (ms_use_avx512())
+        ms_softmax_cols_avx512(x, rows, n, ld);
+    else if (ms_use_avx2())
+        ms_softmax_cols_avx2(x, rows, n, ld);
+    else
+        ms_softmax_cols_ref(x, rows, n, ld);
+}

@@ -95,3 +95,46 @@ void ms_softmax_rows_avx2(float *x, int64_t rows, int64_t n, int64_t ld)
         }
     }
 }
+
+/* A few rows, held in registers between the passes (no store to reload). */
+enum { FEW_ROWS = 8 };
+
+static void softmax_cols_few(float *x, int64_t rows, __m256i m, int64_t ld)
+{
+    __m256 v[FEW_ROWS], mx = _mm256_set1_ps(-INFINITY), sum = _mm256_setzero_ps();
+    for (int64_t r = 0; r < rows; r++) {
+        v[r] = _mm256_maskload_ps(x + r * ld, m);
+        mx = _mm256_max_ps(mx, v[r]);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        v[r] = ms_exp256(_mm256_sub_ps(v[r], mx));
+        sum = _mm256_add_ps(sum, v[r]);
+    }
+    __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), sum);
+    for (int64_t r = 0; r < rows; r++) _mm256_maskstore_ps(x + r * ld, m, _mm256_mul_ps(v[r], inv));
+}
+
+/* Down the columns, 8 at a time: every step is lane-wise. */
+void ms_softmax_cols_avx2(float *x, int64_t rows, int64_t n, int64_t ld)
+{
+    for (int64_t j = 0; j < n; j += 8) {
+        __m256i m = ms_mask8(n - j);
+        float *xj = x + j;
+        if (rows <= FEW_ROWS) {
+            softmax_cols_few(xj, rows, m, ld);
+            continue;
+        }
+        __m256 mx = _mm256_set1_ps(-INFINITY), sum = _mm256_setzero_ps();
+        for (int64_t r = 0; r < rows; r++)
+            mx = _mm256_max_ps(mx, _mm256_blendv_ps(mx, _mm256_maskload_ps(xj + r * ld, m),
+                                                    _mm256_castsi256_ps(m)));
+        for (int64_t r = 0; r < rows; r++) {
+            __m256 e = ms_exp256(_mm256_sub_ps(_mm256_maskload_ps(xj + r * ld, m), mx));
+            _mm256_maskstore_ps(xj + r * ld, m, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), sum);
+        for (int64_t r = 0; r < rows; r++)
+            _mm256_maskstore_ps(xj + r * ld, m, _mm256_mul_ps(_mm256_maskload_ps(xj + r * ld, m), inv));
+    }
+}

@@ -95,3 +95,46 @@ void ms_softmax_rows_avx512(float *x, int64_t rows, int64_t n, int64_t ld)
         }
     }
 }
+
+/* A few rows, held in registers between the passes (no store to reload). */
+enum { FEW_ROWS = 8 };
+
+static void softmax_cols_few(float *x, int64_t rows, __mmask16 m, int64_t ld)
+{
+    __m512 v[FEW_ROWS], mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    for (int64_t r = 0; r < rows; r++) {
+        v[r] = _mm512_maskz_loadu_ps(m, x + r * ld);
+        mx = _mm512_max_ps(mx, v[r]);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        v[r] = ms_exp512(_mm512_sub_ps(v[r], mx));
+        sum = _mm512_add_ps(sum, v[r]);
+    }
+    __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+    for (int64_t r = 0; r < rows; r++) _mm512_mask_storeu_ps(x + r * ld, m, _mm512_mul_ps(v[r], inv));
+}
+
+/* Down the columns, 16 at a time: every step is lane-wise. */
+void ms_softmax_cols_avx512(float *x, int64_t rows, int64_t n, int64_t ld)
+{
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = ms_mask16(n - j);
+        float *xj = x + j;
+        if (rows <= FEW_ROWS) {
+            softmax_cols_few(xj, rows, m, ld);
+            continue;
+        }
+        __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+        for (int64_t r = 0; r < rows; r++)
+            mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(mx, m, xj + r * ld));
+        for (int64_t r = 0; r < rows; r++) {
+            __m512 e = ms_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xj + r * ld), mx));
+            _mm512_mask_storeu_ps(xj + r * ld, m, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+        for (int64_t r = 0; r < rows; r++)
+            _mm512_mask_storeu_ps(xj + r * ld, m,
+                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xj + r * ld), inv));
+    }
+}

@@ -585,6 +585,35 @@ START_TEST(test_softmax)
 }
 END_TEST
 
+START_TEST(test_softmax_cols)
+{
+    set_mode(_i);
+    static const int64_t ns[] = {1, 3, 8, 17, 56, 57, 130};
+    static const int64_t rs[] = {1, 7, 2, 300, 4096, 5, 33};
+    for (int s = 0; s < 7; s++) {
+        int64_t n = ns[s], rows = rs[s], ld = n + s % 4;
+        float *x = random_f(rows * ld, -20, 20), *orig = alloc_f(rows * ld);
+        float *y = guarded(rows, n, ld);
+        for (int64_t r = 0; r < rows; r++) memcpy(y + r * ld, x + r * ld, n * sizeof *x);
+        memcpy(orig, x, rows * ld * sizeof *x);
+        ms_softmax_cols_ref(x, rows, n, ld);
+        ms_softmax_cols(y, rows, n, ld);
+        for (int64_t j = 0; j < n; j++) {
+            double mx = -INFINITY, sum = 0;
+            for (int64_t r = 0; r < rows; r++) mx = fmax(mx, orig[r * ld + j]);
+            for (int64_t r = 0; r < rows; r++) sum += exp(orig[r * ld + j] - mx);
+            for (int64_t r = 0; r < rows; r++) {
+                double want = exp(orig[r * ld + j] - mx) / sum;
+                EXPECT_NEAR(x[r * ld + j], want, 1e-5 * want + 1e-9);
+            }
+        }
+        check_close(y, ld, x, ld, rows, n, 1e-9, 1e-5, "softmax cols");
+        check_guards(y, rows, n, ld, "softmax cols");
+        free(x), free(orig), free(y);
+    }
+}
+END_TEST
+
 /* ---- attention ------------------------------------------------------------ */
 
 typedef struct attn_buf {
@@ -883,6 +912,7 @@ int main(void)
     tcase_add_loop_test(tc, test_layernorm_in_place, 0, 3);
     tcase_add_loop_test(tc, test_gelu, 0, 3);
     tcase_add_loop_test(tc, test_softmax, 0, 3);
+    tcase_add_loop_test(tc, test_softmax_cols, 0, 3);
     tcase_add_loop_test(tc, test_attention_ref_vs_double, 0, 3);
     tcase_add_loop_test(tc, test_attention_vs_ref, 0, 3);
     tcase_add_loop_test(tc, test_attention_extreme_logits, 0, 3);
