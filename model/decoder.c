@@ -150,15 +150,16 @@ static const float *weight_f32(ms_sam *m, const ms_tensor *w)
     return f;
 }
 
-/* fold rows h*n + i = scale * x[i, head h] W_h, W_h the head's rows of w
- * (inner, d): a few projected tokens pulled back to the input space. */
+/* fold rows i*heads + h = scale * x[i, head h] W_h, W_h the head's rows of
+ * w (inner, d): a few projected tokens pulled back to the input space. */
 static void fold_heads(ms_sam *m, float *fold, const float *x, int64_t n, const float *w,
                        float scale)
 {
     int64_t d = m->hp.prompt_dim, heads = m->hp.dec_heads, in = d / m->hp.attn_downsample;
     int64_t c = in / heads;
     for (int64_t h = 0; h < heads; h++)
-        ms_sgemm(0, 0, n, d, c, scale, x + h * c, in, w + h * c * d, d, 0.0f, fold + h * n * d, d);
+        ms_sgemm(0, 0, n, d, c, scale, x + h * c, in, w + h * c * d, d, 0.0f, fold + h * d,
+                 heads * d);
 }
 
 /* The tokens attend to the image, whose key and value projections kp and vp
@@ -179,7 +180,8 @@ static ms_status tokens_to_image(ms_sam *m, dec_ws *ws, const sam_attention *a, 
  * projections folded into the few keys and values. Per head, scores =
  * x (W_q^T k_h^T) + b_q k_h^T and out = sum_h p_h (v_h W_o,h^T) + b_o, so the
  * image rows go through two products of width heads * nk instead of the
- * projections to and from inner, and the softmax runs over nk scores.
+ * projections to and from inner. Their columns are token-major (j * heads +
+ * h): each head's softmax over the nk tokens is then a column softmax.
  * out += the attention. ref: transformer.py Attention.forward */
 static ms_status image_to_tokens(ms_sam *m, dec_ws *ws, const sam_attention *a, const float *q,
                                  int64_t nq, const float *k, const float *v, int64_t nk,
@@ -192,7 +194,8 @@ static ms_status image_to_tokens(ms_sam *m, dec_ws *ws, const sam_attention *a, 
     const float *wq = weight_f32(m, a->q.w), *wo = weight_f32(m, a->out.w);
     float *fq = ms_nn_floats(m, cols * d), *fb = ms_nn_floats(m, cols);
     float *fo = ms_nn_floats(m, d * cols), *p = ms_nn_floats(m, nq * cols);
-    if (!wq || !wo || !fq || !fb || !fo || !p) return MS_ERR_NOMEM;
+    float *fh = ms_nn_floats(m, d * nk);
+    if (!wq || !wo || !fq || !fb || !fo || !p || !fh) return MS_ERR_NOMEM;
     MS_TRY(ms_nn_linear(m, ws->kp, in, k, d, nk, &a->k, MS_EPI_NONE, 0));
     MS_TRY(ms_nn_linear(m, ws->vp, in, v, d, nk, &a->v, MS_EPI_NONE, 0));
     fold_heads(m, fq, ws->kp, nk, wq, scale);
@@ -201,10 +204,11 @@ static ms_status image_to_tokens(ms_sam *m, dec_ws *ws, const sam_attention *a, 
             const float *kj = ws->kp + j * in + h * c;
             float s = 0.0f;
             for (int64_t t = 0; t < c; t++) s += a->q.b[h * c + t] * kj[t];
-            fb[h * nk + j] = scale * s;
+            fb[j * heads + h] = scale * s;
         }
-        ms_sgemm(0, 1, d, nk, c, 1.0f, wo + h * c, in, ws->vp + h * c, in, 0.0f, fo + h * nk,
-                 cols);
+        ms_sgemm(0, 1, d, nk, c, 1.0f, wo + h * c, in, ws->vp + h * c, in, 0.0f, fh, nk);
+        for (int64_t r = 0; r < d; r++)
+            for (int64_t j = 0; j < nk; j++) fo[r * cols + j * heads + h] = fh[r * nk + j];
     }
     ms_tensor tq, to;
     ms_tensor_init(&tq, MS_F32, 2, (const int64_t[]){cols, d});
@@ -212,7 +216,7 @@ static ms_status image_to_tokens(ms_sam *m, dec_ws *ws, const sam_attention *a, 
     tq.data = fq;
     to.data = fo;
     ms_linear(p, cols, q, d, nq, &tq, fb, MS_EPI_NONE, 0, NULL);
-    ms_nn_softmax(m, p, nq * heads, nk, nk);
+    ms_nn_softmax_cols(m, p, nq, nk, heads);
     ms_linear(out, d, p, cols, nq, &to, a->out.b, MS_EPI_NONE, 1, NULL);
     ms_arena_reset(m->arena, mark);
     return MS_OK;

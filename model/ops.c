@@ -82,19 +82,20 @@ void ms_nn_add(ms_sam *m, float *y, const float *a, const float *b, int64_t n)
 
 typedef struct softmax_job {
     float *x;
-    int64_t n, ld;
+    int64_t rows, n;
 } softmax_job;
 
-static void softmax_range(void *ctx, int64_t begin, int64_t end, int worker)
+static void softmax_blocks(void *ctx, int64_t begin, int64_t end, int worker)
 {
     softmax_job *j = ctx;
-    ms_softmax_rows(j->x + begin * j->ld, end - begin, j->n, j->ld);
+    for (int64_t b = begin; b < end; b++)
+        ms_softmax_cols(j->x + b * j->rows * j->n, j->rows, j->n, j->n);
 }
 
-void ms_nn_softmax(ms_sam *m, float *x, int64_t rows, int64_t n, int64_t ld)
+void ms_nn_softmax_cols(ms_sam *m, float *x, int64_t blocks, int64_t rows, int64_t n)
 {
-    softmax_job j = {x, n, ld};
-    ms_pool_for(m->pool, rows, 4096 / n + 1, softmax_range, &j);
+    softmax_job j = {x, rows, n};
+    ms_pool_for(m->pool, blocks, 4096 / (rows * n) + 1, softmax_blocks, &j);
 }
 
 typedef struct transpose_job {

@@ -134,8 +134,9 @@ void ms_nn_layernorm(ms_sam *m, float *y, int64_t ldy, const float *x, int64_t l
 void ms_nn_gelu(ms_sam *m, float *x, int64_t n);
 /* y = a + b, n floats; y may alias a or b. */
 void ms_nn_add(ms_sam *m, float *y, const float *a, const float *b, int64_t n);
-/* Softmax of `rows` rows of n floats, stride ld, in place. */
-void ms_nn_softmax(ms_sam *m, float *x, int64_t rows, int64_t n, int64_t ld);
+/* x: blocks of (rows, n), contiguous; each column of each block softmaxed
+ * over its rows. */
+void ms_nn_softmax_cols(ms_sam *m, float *x, int64_t blocks, int64_t rows, int64_t n);
 /* dst (cols, rows) = src (rows, cols)^T. */
 void ms_nn_transpose(ms_sam *m, float *dst, const float *src, int64_t rows, int64_t cols);
 /* Multi-head softmax(scale q k^T) v without position bias: q (nq, heads*d),
