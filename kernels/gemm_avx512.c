@@ -334,15 +334,52 @@ static inline __m512 b_row_chunk(const ms_gemm_args *g, int64_t j, int64_t k, __
     }
 }
 
-/* alpha * dot + beta * c + bias, then the activation, for one element. */
-static float finish_scalar(float dot, const float *c, const ms_gemm_args *g, int64_t j)
+/* The sums of 16 vectors, lane 4 i + j = sum of v[4 i + j]: pairs of
+ * vectors halve the partial sums three times (within 128-bit lanes twice,
+ * then across them), 45 operations instead of 16 full reductions. */
+static inline __m512 sum16(const __m512 v[16])
 {
-    float v = g->alpha * dot + (g->beta != 0 ? g->beta * *c : 0.0f);
-    if (g->bias) v += g->bias[j];
-    __m512 r = _mm512_set1_ps(v);
-    if (g->epi == MS_EPI_GELU) r = ms_gelu512(r);
-    if (g->epi == MS_EPI_RELU) r = _mm512_max_ps(r, _mm512_setzero_ps());
-    return _mm512_cvtss_f32(r);
+    __m512 h[8], q[4];
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; p++) /* per lane: v2p[0]+[2], v2p+1[0]+[2], v2p[1]+[3], v2p+1[1]+[3] */
+        h[p] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * p], v[2 * p + 1]),
+                             _mm512_unpackhi_ps(v[2 * p], v[2 * p + 1]));
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) /* per lane: the partial sums of v4p .. v4p+3 */
+        q[p] = _mm512_add_ps(_mm512_shuffle_ps(h[2 * p], h[2 * p + 1], 0x44),
+                             _mm512_shuffle_ps(h[2 * p], h[2 * p + 1], 0xee));
+    __m512 u0 = _mm512_add_ps(_mm512_shuffle_f32x4(q[0], q[1], 0x44),
+                              _mm512_shuffle_f32x4(q[0], q[1], 0xee));
+    __m512 u1 = _mm512_add_ps(_mm512_shuffle_f32x4(q[2], q[3], 0x44),
+                              _mm512_shuffle_f32x4(q[2], q[3], 0xee));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(u0, u1, 0x88), _mm512_shuffle_f32x4(u0, u1, 0xdd));
+}
+
+/* The epilogue of a 4 x 4 block whose dot products are the lanes of d
+ * (lane 4 i + j: row i0 + i, column j0 + j): alpha, beta * C, bias and the
+ * activation on all 16 at once, then the mi x nj that exist stored. */
+static void finish_block(__m512 d, const ms_gemm_args *g, int64_t i0, int64_t mi, int64_t j0,
+                         int64_t nj)
+{
+    __mmask8 mj = (__mmask8)((1u << nj) - 1);
+    __m512 v = _mm512_mul_ps(d, _mm512_set1_ps(g->alpha));
+    float *c0 = g->c + i0 * g->ldc + j0;
+    int64_t l = g->ldc;
+    if (g->beta != 0) {
+        __m512 cv = _mm512_castps128_ps512(_mm_maskz_loadu_ps(mj, c0));
+        if (mi > 1) cv = _mm512_insertf32x4(cv, _mm_maskz_loadu_ps(mj, c0 + 1 * l), 1);
+        if (mi > 2) cv = _mm512_insertf32x4(cv, _mm_maskz_loadu_ps(mj, c0 + 2 * l), 2);
+        if (mi > 3) cv = _mm512_insertf32x4(cv, _mm_maskz_loadu_ps(mj, c0 + 3 * l), 3);
+        v = _mm512_fmadd_ps(cv, _mm512_set1_ps(g->beta), v);
+    }
+    if (g->bias)
+        v = _mm512_add_ps(v, _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(mj, g->bias + j0)));
+    if (g->epi == MS_EPI_GELU) v = ms_gelu512(v);
+    if (g->epi == MS_EPI_RELU) v = _mm512_max_ps(v, _mm512_setzero_ps());
+    _mm_mask_storeu_ps(c0, mj, _mm512_castps512_ps128(v));
+    if (mi > 1) _mm_mask_storeu_ps(c0 + 1 * l, mj, _mm512_extractf32x4_ps(v, 1));
+    if (mi > 2) _mm_mask_storeu_ps(c0 + 2 * l, mj, _mm512_extractf32x4_ps(v, 2));
+    if (mi > 3) _mm_mask_storeu_ps(c0 + 3 * l, mj, _mm512_extractf32x4_ps(v, 3));
 }
 
 /* op(B) columns are rows in memory: dot products along k, 4 rows of A by
@@ -354,11 +391,9 @@ static void small_dots(const ms_gemm_args *g, int64_t jb, int64_t je)
         int64_t nj = je - j0 < 4 ? je - j0 : 4;
         for (int64_t i0 = 0; i0 < g->m; i0 += 4) {
             int64_t mi = g->m - i0 < 4 ? g->m - i0 : 4;
-            __m512 acc[4][4];
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++)
-#pragma GCC unroll 4
-                for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+            __m512 acc[16];
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
             for (int64_t k = 0; k < g->k; k += 16) {
                 __mmask16 m = ms_mask16(g->k - k);
                 __m512 bv[4], av[4];
@@ -371,13 +406,9 @@ static void small_dots(const ms_gemm_args *g, int64_t jb, int64_t je)
                 for (int i = 0; i < 4; i++)
 #pragma GCC unroll 4
                     for (int j = 0; j < 4; j++)
-                        acc[i][j] = _mm512_fmadd_ps(av[i], bv[j], acc[i][j]);
+                        acc[4 * i + j] = _mm512_fmadd_ps(av[i], bv[j], acc[4 * i + j]);
             }
-            for (int64_t i = 0; i < mi; i++)
-                for (int64_t j = 0; j < nj; j++) {
-                    float *c = g->c + (i0 + i) * g->ldc + j0 + j;
-                    *c = finish_scalar(_mm512_reduce_add_ps(acc[i][j]), c, g, j0 + j);
-                }
+            finish_block(sum16(acc), g, i0, mi, j0, nj);
         }
     }
 }
