@@ -333,8 +333,8 @@ static ms_status conv_t_as_linear(ms_sam *m, const ms_tensor *wt, const float *b
     return MS_OK;
 }
 
-/* logits[t] (4g, 4g) from tm, whose row ((i g + j) 4 + k1) 4 + k2 holds
- * the masks of output pixel (4i + 2a1 + a2, 4j + 2b1 + b2), k = 2a + b. */
+/* logits[t] (4g, 4g) from tm (count, 16 g g), whose column ((i g + j) 4 +
+ * k1) 4 + k2 is output pixel (4i + 2a1 + a2, 4j + 2b1 + b2), k = 2a + b. */
 static void scatter_masks(float *logits, const float *tm, int64_t g, int64_t count)
 {
     int64_t side = 4 * g;
@@ -344,7 +344,7 @@ static void scatter_masks(float *logits, const float *tm, int64_t g, int64_t cou
             int64_t y = 4 * (p / g) + 2 * (k1 / 2) + k2 / 2;
             int64_t x = 4 * (p % g) + 2 * (k1 % 2) + k2 % 2;
             for (int64_t t = 0; t < count; t++)
-                logits[t * side * side + y * side + x] = tm[(p * 16 + k) * count + t];
+                logits[t * side * side + y * side + x] = tm[(t * g * g + p) * 16 + k];
         }
 }
 
@@ -370,7 +370,7 @@ static ms_status upscale_masks(ms_sam *m, const float *keys, const float *hyper,
     ms_nn_layernorm(m, up1, c1, up1, c1, 4 * hw, c1, &m->up_norm, MS_SAM_LN2D_EPS);
     ms_nn_gelu(m, up1, 4 * hw * c1);
     MS_TRY(ms_nn_linear(m, up2, 4 * c2, up1, c1, 4 * hw, &l2, MS_EPI_GELU, 0));
-    ms_sgemm(0, 1, 16 * hw, count, c2, 1.0f, up2, c2, hyper, c2, 0.0f, tm, count);
+    ms_sgemm(0, 1, count, 16 * hw, c2, 1.0f, hyper, c2, up2, c2, 0.0f, tm, 16 * hw);
     scatter_masks(logits, tm, g, count);
     ms_arena_reset(m->arena, mark);
     return MS_OK;
