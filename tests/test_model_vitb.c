@@ -2,7 +2,8 @@
  * medsam_vit_b.pth, random weights) against the official code's float64
  * outputs: the first 8 token rows after the patch embedding, block 0 and
  * block 2 (the first global block), the image embedding, the dense PE and
- * the seven prompt cases; the same with q8 weights (q8/). Prints the
+ * the seven prompt cases; the same with q8 weights (q8/), and the q8 masks'
+ * Dice against the f32 masks next to the references' own. Prints the
  * encoder time, the decode time per box and the peak activation memory.
  *
  * model.pth.gz is unpacked once into the scratch folder and kept there; the
@@ -10,6 +11,7 @@
  * run without fork: a forked child would have none of the worker threads of
  * the kernels' and the models' pools. Each test builds its own model. */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +155,19 @@ END_TEST
 START_TEST(test_cases_f16) { run_case(&g.f16, DIR, _i); }
 END_TEST
 
+/* q8 weights perturb the masks as PyTorch's same quantisation does: the Dice
+ * of our q8 masks against our f32 masks is the references' own. */
+START_TEST(test_q8_dice)
+{
+    if (!ready(&g.f32) || !ready(&g.q8)) return;
+    double ours, ref;
+    ms_test_case_dice(&g.f32, DIR, &g.q8, DIR_Q8, &g.cases[_i], THREADS, &ours, &ref);
+    printf("q8 vs f32 %-14s Dice %.4f (references %.4f)\n", g.cases[_i].name, ours, ref);
+    ck_assert_msg(fabs(ours - ref) <= 0.01, "%s: q8 vs f32 Dice %.4f, references %.4f",
+                  g.cases[_i].name, ours, ref);
+}
+END_TEST
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -202,6 +217,7 @@ int main(void)
     tcase_add_loop_test(tc, test_cases, 0, cases);
     tcase_add_loop_test(tc, test_cases_q8, 0, cases);
     tcase_add_loop_test(tc, test_cases_f16, 0, cases);
+    tcase_add_loop_test(tc, test_q8_dice, 0, cases);
     tcase_add_test(tc, test_decode_repeatable_and_timed);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);

@@ -1,6 +1,7 @@
 #include "util_model.h"
 
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,9 @@ void ms_test_run_case(ms_sam *m, const float *emb, const char *dir, const ms_cas
         c->mask_input[0] && compare(dir, c, "dense", o.dense, b * d * hw, 0, &r->dense, r);
     int have = compare(dir, c, "low_res_logits", o.logits, b * nc * px, 1, &r->logits, r);
     have &= compare(dir, c, "iou", o.iou, b * nc, 1, &r->iou, r);
+    r->logits_out = o.logits;
+    r->n_logits = b * nc * px;
+    o.logits = NULL;
     free_out(&o);
     if (!have) return;
     r->mask_agree = (double)r->logits.n_sign_agree / (double)(b * nc * px);
@@ -380,6 +384,44 @@ void ms_test_check_case(const ms_test_model *tm, const char *dir, const ms_case 
     ms_case_result r;
     ms_test_run_case(m, tm->emb, dir, c, &r);
     ms_sam_free(m); /* before the assertion: without fork, a failure must not leak it */
+    free(r.logits_out);
     ms_test_print_case(dir, c, &r);
     ck_assert_msg(r.ok, "%s", r.msg);
+}
+
+/* Dice of the masks (x > 0) of two logit arrays; 1 when both are empty. */
+static double mask_dice(const float *x, const float *y, int64_t n)
+{
+    int64_t both = 0, nx = 0, ny = 0;
+    for (int64_t i = 0; i < n; i++) {
+        nx += x[i] > 0;
+        ny += y[i] > 0;
+        both += x[i] > 0 && y[i] > 0;
+    }
+    return nx + ny ? 2.0 * (double)both / (double)(nx + ny) : 1.0;
+}
+
+void ms_test_case_dice(const ms_test_model *a, const char *dir_a, const ms_test_model *b,
+                       const char *dir_b, const ms_case *c, int threads, double *ours,
+                       double *ref)
+{
+    ms_case_result ra, rb;
+    ms_sam *ma = ms_test_sam(a, threads), *mb = ms_test_sam(b, threads);
+    ms_test_run_case(ma, a->emb, dir_a, c, &ra);
+    ms_test_run_case(mb, b->emb, dir_b, c, &rb);
+    ms_sam_free(ma);
+    ms_sam_free(mb);
+    char name[128];
+    snprintf(name, sizeof name, "case_%s_low_res_logits.npy", c->name);
+    int64_t n = ra.n_logits;
+    float *xa = ms_test_read_f32(dir_a, name, n), *xb = ms_test_read_f32(dir_b, name, n);
+    int ok = ra.st == MS_OK && rb.st == MS_OK && ra.logits_out && rb.logits_out && xa && xb &&
+             rb.n_logits == n;
+    *ours = ok ? mask_dice(ra.logits_out, rb.logits_out, n) : NAN;
+    *ref = ok ? mask_dice(xa, xb, n) : NAN;
+    free(ra.logits_out);
+    free(rb.logits_out);
+    free(xa);
+    free(xb);
+    ck_assert_msg(ok, "%s: decode or references failed: %s %s", c->name, ra.msg, rb.msg);
 }

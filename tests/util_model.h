@@ -65,6 +65,8 @@ typedef struct ms_case_result {
     int has_sparse, has_dense; /* reference present and compared */
     ms_diff sparse, dense, logits, iou;
     double mask_agree;        /* fraction of pixels with the same sign */
+    float *logits_out;        /* the decoded low-res logits (caller frees), or NULL */
+    int64_t n_logits;
 } ms_case_result;
 
 /* Decodes case c (references under the fixtures' folder `dir`, such as
@@ -90,6 +92,13 @@ void ms_test_check_dense_pe(const ms_test_model *tm, const char *dir, int thread
 /* Case c decoded on tm's embedding, printed, and failed when out of the
  * tolerances of ms_test_run_case. */
 void ms_test_check_case(const ms_test_model *tm, const char *dir, const ms_case *c, int threads);
+
+/* Case c decoded on model a (references and mask input under dir_a) and
+ * on model b (dir_b): *ours = the Dice of their masks (logit > 0), *ref =
+ * the same between the two folders' reference logits. */
+void ms_test_case_dice(const ms_test_model *a, const char *dir_a, const ms_test_model *b,
+                       const char *dir_b, const ms_case *c, int threads, double *ours,
+                       double *ref);
 
 /* Reads a float32 .npy fixture (dir/name) into a malloc'd buffer of n
  * floats; NULL when absent, of another dtype, or not n elements. */
