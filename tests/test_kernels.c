@@ -557,31 +557,41 @@ START_TEST(test_gelu)
 }
 END_TEST
 
+/* One softmax case along rows (each row of n) or columns (each column of
+ * rows): the reference against double, the dispatched kernel against the
+ * reference, guards intact. */
+static void softmax_case(int64_t rows, int64_t n, int64_t ld, int by_cols)
+{
+    const char *what = by_cols ? "softmax cols" : "softmax";
+    float *x = random_f(rows * ld, -20, 20), *orig = alloc_f(rows * ld);
+    float *y = guarded(rows, n, ld);
+    for (int64_t r = 0; r < rows; r++) memcpy(y + r * ld, x + r * ld, n * sizeof *x);
+    memcpy(orig, x, rows * ld * sizeof *x);
+    (by_cols ? ms_softmax_cols_ref : ms_softmax_rows_ref)(x, rows, n, ld);
+    (by_cols ? ms_softmax_cols : ms_softmax_rows)(y, rows, n, ld);
+    /* group g: len values, step apart, from g * gstep */
+    int64_t groups = by_cols ? n : rows, len = by_cols ? rows : n;
+    int64_t step = by_cols ? ld : 1, gstep = by_cols ? 1 : ld;
+    for (int64_t g = 0; g < groups; g++) {
+        const float *o = orig + g * gstep;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t i = 0; i < len; i++) mx = fmax(mx, o[i * step]);
+        for (int64_t i = 0; i < len; i++) sum += exp(o[i * step] - mx);
+        for (int64_t i = 0; i < len; i++) {
+            double want = exp(o[i * step] - mx) / sum;
+            EXPECT_NEAR(x[g * gstep + i * step], want, 1e-5 * want + 1e-9);
+        }
+    }
+    check_close(y, ld, x, ld, rows, n, 1e-9, 1e-5, what);
+    check_guards(y, rows, n, ld, what);
+    free(x), free(orig), free(y);
+}
+
 START_TEST(test_softmax)
 {
     set_mode(_i);
     static const int64_t ns[] = {1, 3, 7, 16, 33, 65, 127, 196, 4096};
-    for (int s = 0; s < 9; s++) {
-        int64_t n = ns[s], rows = rand_int(1, 6), ld = n + s % 4;
-        float *x = random_f(rows * ld, -20, 20), *orig = alloc_f(rows * ld);
-        float *y = guarded(rows, n, ld);
-        for (int64_t r = 0; r < rows; r++) memcpy(y + r * ld, x + r * ld, n * sizeof *x);
-        memcpy(orig, x, rows * ld * sizeof *x);
-        ms_softmax_rows_ref(x, rows, n, ld);
-        ms_softmax_rows(y, rows, n, ld);
-        for (int64_t r = 0; r < rows; r++) {
-            const float *o = orig + r * ld;
-            double mx = -INFINITY, sum = 0;
-            for (int64_t i = 0; i < n; i++) mx = fmax(mx, o[i]);
-            for (int64_t i = 0; i < n; i++) sum += exp(o[i] - mx);
-            for (int64_t i = 0; i < n; i++)
-                EXPECT_NEAR(x[r * ld + i], exp(o[i] - mx) / sum,
-                                        1e-5 * exp(o[i] - mx) / sum + 1e-9);
-        }
-        check_close(y, ld, x, ld, rows, n, 1e-9, 1e-5, "softmax");
-        check_guards(y, rows, n, ld, "softmax");
-        free(x), free(orig), free(y);
-    }
+    for (int s = 0; s < 9; s++) softmax_case(rand_int(1, 6), ns[s], ns[s] + s % 4, 0);
 }
 END_TEST
 
@@ -590,27 +600,7 @@ START_TEST(test_softmax_cols)
     set_mode(_i);
     static const int64_t ns[] = {1, 3, 8, 17, 56, 57, 130};
     static const int64_t rs[] = {1, 7, 2, 300, 4096, 5, 33};
-    for (int s = 0; s < 7; s++) {
-        int64_t n = ns[s], rows = rs[s], ld = n + s % 4;
-        float *x = random_f(rows * ld, -20, 20), *orig = alloc_f(rows * ld);
-        float *y = guarded(rows, n, ld);
-        for (int64_t r = 0; r < rows; r++) memcpy(y + r * ld, x + r * ld, n * sizeof *x);
-        memcpy(orig, x, rows * ld * sizeof *x);
-        ms_softmax_cols_ref(x, rows, n, ld);
-        ms_softmax_cols(y, rows, n, ld);
-        for (int64_t j = 0; j < n; j++) {
-            double mx = -INFINITY, sum = 0;
-            for (int64_t r = 0; r < rows; r++) mx = fmax(mx, orig[r * ld + j]);
-            for (int64_t r = 0; r < rows; r++) sum += exp(orig[r * ld + j] - mx);
-            for (int64_t r = 0; r < rows; r++) {
-                double want = exp(orig[r * ld + j] - mx) / sum;
-                EXPECT_NEAR(x[r * ld + j], want, 1e-5 * want + 1e-9);
-            }
-        }
-        check_close(y, ld, x, ld, rows, n, 1e-9, 1e-5, "softmax cols");
-        check_guards(y, rows, n, ld, "softmax cols");
-        free(x), free(orig), free(y);
-    }
+    for (int s = 0; s < 7; s++) softmax_case(rs[s], ns[s], ns[s] + s % 4, 1);
 }
 END_TEST
 
