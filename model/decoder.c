@@ -105,14 +105,19 @@ typedef struct dec_image {
     float *kp, *vp; /* layer 0's token-to-image key and value projections */
 } dec_image;
 
+/* A group of prompts decoded in lockstep: their tokens are stacked, so each
+ * token-side weight is read once per group, while each prompt keeps its own
+ * image tokens. */
 typedef struct dec_ws {
     const dec_image *img;
-    int64_t nt;               /* tokens: iou, mask tokens, sparse prompt */
-    float *queries, *qpe;     /* (nt, d); qpe: the tokens as they entered */
-    float *qin;               /* (nt, d): queries + qpe */
-    float *keys, *kin;        /* (hw, d); kin: keys + dense PE */
-    float *qp, *kp, *vp, *ao; /* projections: (nt, d) or (hw, d / downsample) */
-    float *hidden;            /* (nt, dec_mlp) */
+    int64_t nt, nb;           /* tokens per prompt (iou, mask tokens, sparse); prompts */
+    int64_t rows;             /* nb * nt */
+    float *queries, *qpe;     /* (rows, d); qpe: the tokens as they entered */
+    float *qin;               /* (rows, d): queries + qpe */
+    float *keys, *kin;        /* (nb, hw, d); kin: keys + dense PE */
+    float *qp, *ao;           /* (rows, inner) */
+    float *kp, *vp;           /* (hw, inner) of one prompt, or (rows, inner) */
+    float *hidden;            /* (rows, dec_mlp) */
 } dec_ws;
 
 static void add_to(float *dst, const float *a, const float *b, int64_t n)
@@ -121,20 +126,28 @@ static void add_to(float *dst, const float *a, const float *b, int64_t n)
     ms_add_inplace(dst, b, n);
 }
 
-/* out (+)= out_proj(softmax(q_proj(q) k_proj(k)^T / sqrt(c)) v_proj(v)) per
- * head. out may alias q or v: both are projected before out is written.
- * ref: transformer.py Attention.forward */
-static ms_status attention(ms_sam *m, dec_ws *ws, const sam_attention *a, const float *q,
-                           int64_t nq, const float *k, const float *v, int64_t nk, float *out,
-                           int accumulate)
+static float head_scale(const ms_sam *m, const sam_attention *a)
 {
-    int64_t d = m->hp.prompt_dim, in = a->inner, heads = m->hp.dec_heads, c = in / heads;
-    MS_TRY(ms_nn_linear(m, ws->qp, in, q, d, nq, &a->q, MS_EPI_NONE, 0));
-    MS_TRY(ms_nn_linear(m, ws->kp, in, k, d, nk, &a->k, MS_EPI_NONE, 0));
-    MS_TRY(ms_nn_linear(m, ws->vp, in, v, d, nk, &a->v, MS_EPI_NONE, 0));
-    MS_TRY(ms_nn_mha(m, ws->qp, ws->kp, ws->vp, ws->ao, nq, nk, heads, c,
-                     (float)(1.0 / sqrt((double)c))));
-    return ms_nn_linear(m, out, d, ws->ao, in, nq, &a->out, MS_EPI_NONE, accumulate);
+    return (float)(1.0 / sqrt((double)(a->inner / m->hp.dec_heads)));
+}
+
+/* The tokens' self-attention, each prompt's among its own: out (+)=
+ * out_proj(softmax(q_proj(q) k_proj(k)^T / sqrt(c)) v_proj(v)) per head,
+ * the projections over the whole group. out may alias q or v: both are
+ * projected before out is written. ref: transformer.py Attention.forward */
+static ms_status self_attention(ms_sam *m, dec_ws *ws, const sam_attention *a, const float *q,
+                                const float *k, const float *v, float *out, int accumulate)
+{
+    int64_t d = m->hp.prompt_dim, in = a->inner, heads = m->hp.dec_heads, nt = ws->nt;
+    MS_TRY(ms_nn_linear(m, ws->qp, in, q, d, ws->rows, &a->q, MS_EPI_NONE, 0));
+    MS_TRY(ms_nn_linear(m, ws->kp, in, k, d, ws->rows, &a->k, MS_EPI_NONE, 0));
+    MS_TRY(ms_nn_linear(m, ws->vp, in, v, d, ws->rows, &a->v, MS_EPI_NONE, 0));
+    for (int64_t b = 0; b < ws->nb; b++) {
+        int64_t o = b * nt * in;
+        MS_TRY(ms_nn_mha(m, ws->qp + o, ws->kp + o, ws->vp + o, ws->ao + o, nt, nt, heads,
+                         in / heads, head_scale(m, a)));
+    }
+    return ms_nn_linear(m, out, d, ws->ao, in, ws->rows, &a->out, MS_EPI_NONE, accumulate);
 }
 
 /* A weight as plain f32 rows (the first dim by the others flattened): the
@@ -162,51 +175,66 @@ static void fold_heads(ms_sam *m, float *fold, const float *x, int64_t n, const 
                  heads * d);
 }
 
-/* The tokens attend to the image, whose key and value projections kp and vp
- * (nk, inner) the caller made. out += the attention.
- * ref: transformer.py Attention.forward */
-static ms_status tokens_to_image(ms_sam *m, dec_ws *ws, const sam_attention *a, const float *q,
-                                 int64_t nq, const float *kp, const float *vp, int64_t nk,
-                                 float *out)
+/* The image side of a token-to-image attention: kin = keys + dense PE, and
+ * its key and value projections kp = k_proj(kin), vp = v_proj(keys). */
+static ms_status image_keys(ms_sam *m, const sam_attention *a, const float *keys, float *kin,
+                            float *kp, float *vp)
 {
-    int64_t d = m->hp.prompt_dim, in = a->inner, heads = m->hp.dec_heads, c = in / heads;
-    MS_TRY(ms_nn_linear(m, ws->qp, in, q, d, nq, &a->q, MS_EPI_NONE, 0));
-    MS_TRY(ms_nn_mha(m, ws->qp, kp, vp, ws->ao, nq, nk, heads, c,
-                     (float)(1.0 / sqrt((double)c))));
-    return ms_nn_linear(m, out, d, ws->ao, in, nq, &a->out, MS_EPI_NONE, 1);
+    int64_t d = m->hp.prompt_dim, hw = m->hp.grid * m->hp.grid;
+    ms_nn_add(m, kin, keys, m->dense_pe, hw * d);
+    MS_TRY(ms_nn_linear(m, kp, a->inner, kin, d, hw, &a->k, MS_EPI_NONE, 0));
+    return ms_nn_linear(m, vp, a->inner, keys, d, hw, &a->v, MS_EPI_NONE, 0);
 }
 
-/* The image attends to the tokens: attention() with the query and output
- * projections folded into the few keys and values. Per head, scores =
- * x (W_q^T k_h^T) + b_q k_h^T and out = sum_h p_h (v_h W_o,h^T) + b_o, so the
- * image rows go through two products of width heads * nk instead of the
+/* The tokens attend to the image: queries += the attention of (queries +
+ * qpe) to each prompt's image tokens, or, in the first layer, to the
+ * group's shared image side. ref: transformer.py Attention.forward */
+static ms_status tokens_to_image(ms_sam *m, dec_ws *ws, const sam_attention *a, int first)
+{
+    int64_t d = m->hp.prompt_dim, in = a->inner, heads = m->hp.dec_heads, nt = ws->nt;
+    int64_t hw = m->hp.grid * m->hp.grid;
+    add_to(ws->qin, ws->queries, ws->qpe, ws->rows * d);
+    MS_TRY(ms_nn_linear(m, ws->qp, in, ws->qin, d, ws->rows, &a->q, MS_EPI_NONE, 0));
+    for (int64_t b = 0; b < ws->nb; b++) {
+        if (!first)
+            MS_TRY(image_keys(m, a, ws->keys + b * hw * d, ws->kin + b * hw * d, ws->kp,
+                              ws->vp));
+        MS_TRY(ms_nn_mha(m, ws->qp + b * nt * in, first ? ws->img->kp : ws->kp,
+                         first ? ws->img->vp : ws->vp, ws->ao + b * nt * in, nt, hw, heads,
+                         in / heads, head_scale(m, a)));
+    }
+    return ms_nn_linear(m, ws->queries, d, ws->ao, in, ws->rows, &a->out, MS_EPI_NONE, 1);
+}
+
+/* The image of one prompt attends to its tokens, whose key and value
+ * projections kp and vp (nk, inner) the caller made, with the query and
+ * output projections folded into those few keys and values. Per head, scores
+ * = x (W_q^T k_h^T) + b_q k_h^T and out = sum_h p_h (v_h W_o,h^T) + b_o, so
+ * the image rows go through two products of width heads * nk instead of the
  * projections to and from inner. Their columns are token-major (j * heads +
  * h): each head's softmax over the nk tokens is then a column softmax.
  * out += the attention. ref: transformer.py Attention.forward */
-static ms_status image_to_tokens(ms_sam *m, dec_ws *ws, const sam_attention *a, const float *q,
-                                 int64_t nq, const float *k, const float *v, int64_t nk,
-                                 float *out)
+static ms_status image_to_tokens(ms_sam *m, const sam_attention *a, const float *q, int64_t nq,
+                                 const float *kp, const float *vp, int64_t nk, float *out)
 {
     int64_t d = m->hp.prompt_dim, in = a->inner, heads = m->hp.dec_heads, c = in / heads;
     int64_t cols = heads * nk;
-    float scale = (float)(1.0 / sqrt((double)c));
+    float scale = head_scale(m, a);
     ms_arena_mark mark = ms_arena_get_mark(m->arena);
     const float *wq = weight_f32(m, a->q.w), *wo = weight_f32(m, a->out.w);
     float *fq = ms_nn_floats(m, cols * d), *fb = ms_nn_floats(m, cols);
     float *fo = ms_nn_floats(m, d * cols), *p = ms_nn_floats(m, nq * cols);
     float *fh = ms_nn_floats(m, d * nk);
     if (!wq || !wo || !fq || !fb || !fo || !p || !fh) return MS_ERR_NOMEM;
-    MS_TRY(ms_nn_linear(m, ws->kp, in, k, d, nk, &a->k, MS_EPI_NONE, 0));
-    MS_TRY(ms_nn_linear(m, ws->vp, in, v, d, nk, &a->v, MS_EPI_NONE, 0));
-    fold_heads(m, fq, ws->kp, nk, wq, scale);
+    fold_heads(m, fq, kp, nk, wq, scale);
     for (int64_t h = 0; h < heads; h++) {
         for (int64_t j = 0; j < nk; j++) {
-            const float *kj = ws->kp + j * in + h * c;
+            const float *kj = kp + j * in + h * c;
             float s = 0.0f;
             for (int64_t t = 0; t < c; t++) s += a->q.b[h * c + t] * kj[t];
             fb[j * heads + h] = scale * s;
         }
-        ms_sgemm(0, 1, d, nk, c, 1.0f, wo + h * c, in, ws->vp + h * c, in, 0.0f, fh, nk);
+        ms_sgemm(0, 1, d, nk, c, 1.0f, wo + h * c, in, vp + h * c, in, 0.0f, fh, nk);
         for (int64_t r = 0; r < d; r++)
             for (int64_t j = 0; j < nk; j++) fo[r * cols + j * heads + h] = fh[r * nk + j];
     }
@@ -222,89 +250,83 @@ static ms_status image_to_tokens(ms_sam *m, dec_ws *ws, const sam_attention *a, 
     return MS_OK;
 }
 
-/* The image side of a token-to-image attention: kin = keys + dense PE, and
- * its key and value projections kp = k_proj(kin), vp = v_proj(keys). */
-static ms_status image_keys(ms_sam *m, const sam_attention *a, const float *keys, float *kin,
-                            float *kp, float *vp)
+/* The image of each prompt attends to its tokens (queries + qpe keyed,
+ * queries valued); keys_b += the attention. The image side's queries are
+ * kin: the first layer's shared one, else the prompt's, made by
+ * tokens_to_image from the unchanged keys. */
+static ms_status images_to_tokens(ms_sam *m, dec_ws *ws, const sam_attention *a, int first)
 {
-    int64_t d = m->hp.prompt_dim, hw = m->hp.grid * m->hp.grid;
-    ms_nn_add(m, kin, keys, m->dense_pe, hw * d);
-    MS_TRY(ms_nn_linear(m, kp, a->inner, kin, d, hw, &a->k, MS_EPI_NONE, 0));
-    return ms_nn_linear(m, vp, a->inner, keys, d, hw, &a->v, MS_EPI_NONE, 0);
+    int64_t d = m->hp.prompt_dim, in = a->inner, nt = ws->nt, hw = m->hp.grid * m->hp.grid;
+    add_to(ws->qin, ws->queries, ws->qpe, ws->rows * d);
+    MS_TRY(ms_nn_linear(m, ws->kp, in, ws->qin, d, ws->rows, &a->k, MS_EPI_NONE, 0));
+    MS_TRY(ms_nn_linear(m, ws->vp, in, ws->queries, d, ws->rows, &a->v, MS_EPI_NONE, 0));
+    for (int64_t b = 0; b < ws->nb; b++)
+        MS_TRY(image_to_tokens(m, a, first ? ws->img->kin : ws->kin + b * hw * d, hw,
+                               ws->kp + b * nt * in, ws->vp + b * nt * in, nt,
+                               ws->keys + b * hw * d));
+    return MS_OK;
 }
 
 /* ref: transformer.py TwoWayAttentionBlock.forward */
 static ms_status layer_forward(ms_sam *m, dec_ws *ws, const sam_dec_layer *l, int first)
 {
-    int64_t d = m->hp.prompt_dim, nt = ws->nt, hw = m->hp.grid * m->hp.grid;
+    int64_t d = m->hp.prompt_dim, rows = ws->rows, hw = m->hp.grid * m->hp.grid;
     float eps = (float)m->hp.dec_ln_eps;
     /* Self-attention of the tokens. The first layer adds no position and
      * keeps no residual (skip_first_layer_pe). */
     if (first) {
-        MS_TRY(attention(m, ws, &l->self_attn, ws->queries, nt, ws->queries, ws->queries, nt,
-                         ws->queries, 0));
+        MS_TRY(self_attention(m, ws, &l->self_attn, ws->queries, ws->queries, ws->queries,
+                              ws->queries, 0));
     } else {
-        add_to(ws->qin, ws->queries, ws->qpe, nt * d);
-        MS_TRY(attention(m, ws, &l->self_attn, ws->qin, nt, ws->qin, ws->queries, nt,
-                         ws->queries, 1));
+        add_to(ws->qin, ws->queries, ws->qpe, rows * d);
+        MS_TRY(self_attention(m, ws, &l->self_attn, ws->qin, ws->qin, ws->queries,
+                              ws->queries, 1));
     }
-    ms_nn_layernorm(m, ws->queries, d, ws->queries, d, nt, d, &l->norm1, eps);
-    /* Tokens attend to the image. The first layer's image side is the
-     * batch's (dec_image). */
-    const dec_image *img = ws->img;
-    const float *kin = first ? img->kin : ws->kin, *kp = first ? img->kp : ws->kp;
-    const float *vp = first ? img->vp : ws->vp;
-    if (!first)
-        MS_TRY(image_keys(m, &l->token_to_image, ws->keys, ws->kin, ws->kp, ws->vp));
-    add_to(ws->qin, ws->queries, ws->qpe, nt * d);
-    MS_TRY(tokens_to_image(m, ws, &l->token_to_image, ws->qin, nt, kp, vp, hw,
-                           ws->queries));
-    ms_nn_layernorm(m, ws->queries, d, ws->queries, d, nt, d, &l->norm2, eps);
+    ms_nn_layernorm(m, ws->queries, d, ws->queries, d, rows, d, &l->norm1, eps);
+    MS_TRY(tokens_to_image(m, ws, &l->token_to_image, first));
+    ms_nn_layernorm(m, ws->queries, d, ws->queries, d, rows, d, &l->norm2, eps);
     /* MLP (ReLU) on the tokens. */
-    MS_TRY(ms_nn_linear(m, ws->hidden, m->hp.dec_mlp, ws->queries, d, nt, &l->lin1,
+    MS_TRY(ms_nn_linear(m, ws->hidden, m->hp.dec_mlp, ws->queries, d, rows, &l->lin1,
                         MS_EPI_RELU, 0));
-    MS_TRY(ms_nn_linear(m, ws->queries, d, ws->hidden, m->hp.dec_mlp, nt, &l->lin2,
+    MS_TRY(ms_nn_linear(m, ws->queries, d, ws->hidden, m->hp.dec_mlp, rows, &l->lin2,
                         MS_EPI_NONE, 1));
-    ms_nn_layernorm(m, ws->queries, d, ws->queries, d, nt, d, &l->norm3, eps);
-    /* The image attends to the tokens; keys have not changed, so kin is
-     * still keys + PE. */
-    add_to(ws->qin, ws->queries, ws->qpe, nt * d);
-    MS_TRY(image_to_tokens(m, ws, &l->image_to_token, kin, hw, ws->qin, ws->queries, nt,
-                           ws->keys));
-    ms_nn_layernorm(m, ws->keys, d, ws->keys, d, hw, d, &l->norm4, eps);
+    ms_nn_layernorm(m, ws->queries, d, ws->queries, d, rows, d, &l->norm3, eps);
+    MS_TRY(images_to_tokens(m, ws, &l->image_to_token, first));
+    ms_nn_layernorm(m, ws->keys, d, ws->keys, d, ws->nb * hw, d, &l->norm4, eps);
     return MS_OK;
 }
 
 /* ref: transformer.py TwoWayTransformer.forward */
 static ms_status two_way_transformer(ms_sam *m, dec_ws *ws)
 {
-    int64_t d = m->hp.prompt_dim, nt = ws->nt, hw = m->hp.grid * m->hp.grid;
+    int64_t d = m->hp.prompt_dim;
     for (int64_t i = 0; i < m->hp.dec_depth; i++)
         MS_TRY(layer_forward(m, ws, &m->layers[i], i == 0));
-    MS_TRY(image_keys(m, &m->final_attn, ws->keys, ws->kin, ws->kp, ws->vp));
-    add_to(ws->qin, ws->queries, ws->qpe, nt * d);
-    MS_TRY(tokens_to_image(m, ws, &m->final_attn, ws->qin, nt, ws->kp, ws->vp, hw,
-                           ws->queries));
-    ms_nn_layernorm(m, ws->queries, d, ws->queries, d, nt, d, &m->final_norm,
+    MS_TRY(tokens_to_image(m, ws, &m->final_attn, 0));
+    ms_nn_layernorm(m, ws->queries, d, ws->queries, d, ws->rows, d, &m->final_norm,
                     (float)m->hp.dec_ln_eps);
     return MS_OK;
 }
 
 /* ---- mask prediction ------------------------------------------------------------- */
 
-/* Linear layers, ReLU between; tmp holds two rows of the widest hidden
+/* Linear layers, ReLU between, on `rows` rows of x (stride ldx) into out
+ * (stride ldo); tmp holds two (rows, width) blocks, width the widest hidden
  * layer. ref: mask_decoder.py MLP.forward */
 static ms_status mlp(ms_sam *m, const sam_linear *layers, int64_t n_layers, const float *x,
-                     float *out, float *tmp, int64_t width)
+                     int64_t ldx, int64_t rows, float *out, int64_t ldo, float *tmp,
+                     int64_t width)
 {
     const float *in = x;
+    int64_t ldin = ldx;
     for (int64_t i = 0; i < n_layers; i++) {
         const sam_linear *l = &layers[i];
         int last = i == n_layers - 1;
-        float *y = last ? out : tmp + (i % 2) * width;
-        MS_TRY(ms_nn_linear(m, y, l->w->ne[0], in, l->w->ne[1], 1, l,
-                            last ? MS_EPI_NONE : MS_EPI_RELU, 0));
+        float *y = last ? out : tmp + (i % 2) * rows * width;
+        int64_t ldy = last ? ldo : width;
+        MS_TRY(ms_nn_linear(m, y, ldy, in, ldin, rows, l, last ? MS_EPI_NONE : MS_EPI_RELU, 0));
         in = y;
+        ldin = ldy;
     }
     return MS_OK;
 }
@@ -353,70 +375,76 @@ static void scatter_masks(float *logits, const float *tm, int64_t g, int64_t cou
  * LayerNorm2d is then a row LayerNorm and no transpose or scatter of the
  * embedding is needed; only the masks = hyper (count, d/8) @ upscaled are
  * scattered. ref: mask_decoder.py output_upscaling, predict_masks */
-static ms_status upscale_masks(ms_sam *m, const float *keys, const float *hyper, int64_t count,
-                               float *logits)
+static ms_status upscale_masks(ms_sam *m, const sam_linear *l1, const sam_linear *l2,
+                               const float *keys, const float *hyper, int64_t count, float *logits)
 {
     int64_t d = m->hp.prompt_dim, g = m->hp.grid, hw = g * g, c1 = d / 4, c2 = d / 8;
     ms_arena_mark mark = ms_arena_get_mark(m->arena);
-    ms_tensor t1, t2;
-    sam_linear l1, l2;
-    MS_TRY(conv_t_as_linear(m, m->up_conv[0], m->up_conv_b[0], &t1, &l1));
-    MS_TRY(conv_t_as_linear(m, m->up_conv[1], m->up_conv_b[1], &t2, &l2));
     float *up1 = ms_nn_floats(m, 4 * hw * c1), *up2 = ms_nn_floats(m, 16 * hw * c2);
     float *tm = ms_nn_floats(m, 16 * hw * count);
     if (!up1 || !up2 || !tm) return MS_ERR_NOMEM;
     /* ConvTranspose2d, LayerNorm2d, GELU, ConvTranspose2d, GELU */
-    MS_TRY(ms_nn_linear(m, up1, 4 * c1, keys, d, hw, &l1, MS_EPI_NONE, 0));
+    MS_TRY(ms_nn_linear(m, up1, 4 * c1, keys, d, hw, l1, MS_EPI_NONE, 0));
     ms_nn_layernorm(m, up1, c1, up1, c1, 4 * hw, c1, &m->up_norm, MS_SAM_LN2D_EPS);
     ms_nn_gelu(m, up1, 4 * hw * c1);
-    MS_TRY(ms_nn_linear(m, up2, 4 * c2, up1, c1, 4 * hw, &l2, MS_EPI_GELU, 0));
+    MS_TRY(ms_nn_linear(m, up2, 4 * c2, up1, c1, 4 * hw, l2, MS_EPI_GELU, 0));
     ms_sgemm(0, 1, count, 16 * hw, c2, 1.0f, hyper, c2, up2, c2, 0.0f, tm, 16 * hw);
     scatter_masks(logits, tm, g, count);
     ms_arena_reset(m->arena, mark);
     return MS_OK;
 }
 
-/* Upscaled embedding, one hypernetwork MLP per output mask token, masks as
- * their product, and the IoU head on the iou token. Multimask output keeps
- * tokens 1..n_multimask, single output token 0.
+/* Per prompt: upscaled embedding, one hypernetwork MLP per output mask
+ * token, masks as their product, and the IoU head on the iou token.
+ * Multimask output keeps tokens 1..n_multimask, single output token 0.
  * ref: mask_decoder.py MaskDecoder.predict_masks and forward's mask_slice */
 static ms_status predict_masks(ms_sam *m, dec_ws *ws, int multimask, float *logits, float *iou)
 {
     const ms_sam_hparams *h = &m->hp;
-    int64_t d = h->prompt_dim, nm = h->n_multimask + 1;
-    int64_t first = multimask ? 1 : 0, count = multimask ? h->n_multimask : 1;
-    int64_t width = d > h->iou_hidden ? d : h->iou_hidden;
-    float *hyper = ms_nn_floats(m, count * (d / 8));
-    float *tmp = ms_nn_floats(m, 2 * width), *scores = ms_nn_floats(m, nm);
+    int64_t d = h->prompt_dim, nm = h->n_multimask + 1, nb = ws->nb, ld = ws->nt * d;
+    int64_t first = multimask ? 1 : 0, count = multimask ? h->n_multimask : 1, c8 = d / 8;
+    int64_t hw = h->grid * h->grid, width = d > h->iou_hidden ? d : h->iou_hidden;
+    float *hyper = ms_nn_floats(m, nb * count * c8);
+    float *tmp = ms_nn_floats(m, 2 * nb * width), *scores = ms_nn_floats(m, nb * nm);
+    ms_tensor t1, t2;
+    sam_linear l1, l2;
     if (!hyper || !tmp || !scores) return MS_ERR_NOMEM;
-    for (int64_t i = 0; i < count; i++) {
-        int64_t t = first + i;
-        MS_TRY(mlp(m, m->hyper[t], 3, ws->queries + (1 + t) * d, hyper + i * (d / 8), tmp, width));
-    }
-    MS_TRY(upscale_masks(m, ws->keys, hyper, count, logits));
-    MS_TRY(mlp(m, m->iou_head, h->iou_depth, ws->queries, scores, tmp, width));
-    memcpy(iou, scores + first, (size_t)count * sizeof(float));
+    MS_TRY(conv_t_as_linear(m, m->up_conv[0], m->up_conv_b[0], &t1, &l1));
+    MS_TRY(conv_t_as_linear(m, m->up_conv[1], m->up_conv_b[1], &t2, &l2));
+    for (int64_t i = 0; i < count; i++)
+        MS_TRY(mlp(m, m->hyper[first + i], 3, ws->queries + (1 + first + i) * d, ld, nb,
+                   hyper + i * c8, count * c8, tmp, width));
+    for (int64_t b = 0; b < nb; b++)
+        MS_TRY(upscale_masks(m, &l1, &l2, ws->keys + b * hw * d, hyper + b * count * c8, count,
+                             logits + b * count * 16 * hw));
+    MS_TRY(mlp(m, m->iou_head, h->iou_depth, ws->queries, ld, nb, scores, nm, tmp, width));
+    for (int64_t b = 0; b < nb; b++)
+        memcpy(iou + b * count, scores + b * nm + first, (size_t)count * sizeof(float));
     return MS_OK;
 }
 
 /* ---- decode ---------------------------------------------------------------------- */
 
-static ms_status alloc_ws(ms_sam *m, dec_ws *ws, int64_t nt)
+/* Prompts decoded in lockstep: each adds two copies of the image tokens
+ * (keys, kin: 8 MB for ViT-B) to a decode's memory. */
+#define LOCKSTEP 4
+
+static ms_status alloc_ws(ms_sam *m, dec_ws *ws, int64_t nt, int64_t nb)
 {
-    int64_t d = m->hp.prompt_dim, hw = m->hp.grid * m->hp.grid;
-    int64_t cross = (hw > nt ? hw : nt) * (d / m->hp.attn_downsample);
-    int64_t proj = cross > nt * d ? cross : nt * d;
-    ws->nt = nt;
-    ws->queries = ms_nn_floats(m, nt * d);
-    ws->qpe = ms_nn_floats(m, nt * d);
-    ws->qin = ms_nn_floats(m, nt * d);
-    ws->keys = ms_nn_floats(m, hw * d);
-    ws->kin = ms_nn_floats(m, hw * d);
-    ws->qp = ms_nn_floats(m, proj);
-    ws->kp = ms_nn_floats(m, proj);
-    ws->vp = ms_nn_floats(m, proj);
-    ws->ao = ms_nn_floats(m, proj);
-    ws->hidden = ms_nn_floats(m, nt * m->hp.dec_mlp);
+    int64_t d = m->hp.prompt_dim, hw = m->hp.grid * m->hp.grid, rows = nb * nt;
+    int64_t in = d / m->hp.attn_downsample;
+    int64_t tok = rows * (d > in ? d : in), img = (hw > rows ? hw : rows) * in;
+    *ws = (dec_ws){.nt = nt, .nb = nb, .rows = rows};
+    ws->queries = ms_nn_floats(m, rows * d);
+    ws->qpe = ms_nn_floats(m, rows * d);
+    ws->qin = ms_nn_floats(m, rows * d);
+    ws->keys = ms_nn_floats(m, nb * hw * d);
+    ws->kin = ms_nn_floats(m, nb * hw * d);
+    ws->qp = ms_nn_floats(m, tok);
+    ws->ao = ms_nn_floats(m, tok);
+    ws->kp = ms_nn_floats(m, img > tok ? img : tok);
+    ws->vp = ms_nn_floats(m, img > tok ? img : tok);
+    ws->hidden = ms_nn_floats(m, rows * m->hp.dec_mlp);
     int ok = ws->queries && ws->qpe && ws->qin && ws->keys && ws->kin && ws->qp && ws->kp &&
              ws->vp && ws->ao && ws->hidden;
     return ok ? MS_OK : MS_ERR_NOMEM;
@@ -441,26 +469,30 @@ static ms_status prepare_image(ms_sam *m, const float *emb, const ms_prompt *p, 
     return image_keys(m, a, img->src, img->kin, img->kp, img->vp);
 }
 
-/* One prompt against the prepared image side. ref: sam.py Sam.forward (one
- * batch entry): prompt_encoder, then mask_decoder */
-static ms_status decode_one(ms_sam *m, const dec_image *img, const ms_prompt *p, int multimask,
-                            float *logits, float *iou, float *sparse, float *dense)
+/* nb prompts against the prepared image side; outputs are prompt-major.
+ * ref: sam.py Sam.forward (nb batch entries): prompt_encoder, then
+ * mask_decoder */
+static ms_status decode_group(ms_sam *m, const dec_image *img, const ms_prompt *p, int64_t nb,
+                              int multimask, float *logits, float *iou, float *sparse,
+                              float *dense)
 {
     const ms_sam_hparams *h = &m->hp;
     int64_t d = h->prompt_dim, hw = h->grid * h->grid, nm = h->n_multimask + 1;
-    int64_t ns = ms_sam_sparse_tokens(p);
+    int64_t ns = ms_sam_sparse_tokens(p), nt = 1 + nm + ns;
     dec_ws ws;
-    MS_TRY(alloc_ws(m, &ws, 1 + nm + ns));
+    MS_TRY(alloc_ws(m, &ws, nt, nb));
     ws.img = img;
-    /* tokens = [iou_token, mask_tokens, sparse prompt] */
-    memcpy(ws.queries, m->iou_token, (size_t)d * sizeof(float));
-    memcpy(ws.queries + d, m->mask_tokens, (size_t)(nm * d) * sizeof(float));
-    float *tokens_sparse = ws.queries + (1 + nm) * d;
-    ms_sam_embed_sparse(m, p, tokens_sparse);
-    if (sparse) memcpy(sparse, tokens_sparse, (size_t)(ns * d) * sizeof(float));
-    memcpy(ws.qpe, ws.queries, (size_t)(ws.nt * d) * sizeof(float));
-    if (dense) MS_TRY(ms_sam_embed_dense(m, p, dense));
-    memcpy(ws.keys, img->src, (size_t)(hw * d) * sizeof(float));
+    for (int64_t b = 0; b < nb; b++) {
+        /* tokens = [iou_token, mask_tokens, sparse prompt] */
+        float *q = ws.queries + b * nt * d, *tokens_sparse = q + (1 + nm) * d;
+        memcpy(q, m->iou_token, (size_t)d * sizeof(float));
+        memcpy(q + d, m->mask_tokens, (size_t)(nm * d) * sizeof(float));
+        ms_sam_embed_sparse(m, &p[b], tokens_sparse);
+        if (sparse) memcpy(sparse + b * ns * d, tokens_sparse, (size_t)(ns * d) * sizeof(float));
+        if (dense) MS_TRY(ms_sam_embed_dense(m, &p[b], dense + b * d * hw));
+        memcpy(ws.keys + b * hw * d, img->src, (size_t)(hw * d) * sizeof(float));
+    }
+    memcpy(ws.qpe, ws.queries, (size_t)(ws.rows * d) * sizeof(float));
     MS_TRY(two_way_transformer(m, &ws));
     return predict_masks(m, &ws, multimask, logits, iou);
 }
@@ -502,16 +534,18 @@ ms_status ms_sam_decode(ms_sam *m, const float *emb, const ms_prompt *prompts, i
     /* Without mask input the dense embedding is no_mask_embed for every
      * prompt, and so is the image side. */
     int shared = !prompts[0].mask_input;
+    int64_t group = shared ? LOCKSTEP : 1;
     ms_arena_mark outer = ms_arena_get_mark(m->arena);
     dec_image img;
     ms_status st = shared ? prepare_image(m, emb, &prompts[0], &img) : MS_OK;
-    for (int64_t b = 0; b < batch && st == MS_OK; b++) {
+    for (int64_t b = 0; b < batch && st == MS_OK; b += group) {
+        int64_t nb = batch - b < group ? batch - b : group;
         ms_arena_mark mark = ms_arena_get_mark(m->arena);
         if (!shared) st = prepare_image(m, emb, &prompts[b], &img);
         if (st == MS_OK)
-            st = decode_one(m, &img, &prompts[b], multimask, logits + b * c * 16 * hw,
-                            iou + b * c, sparse ? sparse + b * ns * d : NULL,
-                            dense ? dense + b * d * hw : NULL);
+            st = decode_group(m, &img, &prompts[b], nb, multimask, logits + b * c * 16 * hw,
+                              iou + b * c, sparse ? sparse + b * ns * d : NULL,
+                              dense ? dense + b * d * hw : NULL);
         ms_arena_reset(m->arena, mark);
     }
     ms_arena_reset(m->arena, outer);
