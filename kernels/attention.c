@@ -4,15 +4,22 @@
 
 #include <math.h>
 
-/* The reference needs one row of logits; the SIMD variants a query block's
- * transposed queries, scores, outputs and bias rows, contiguous copies of K
- * (plus KT - 1 zero rows) and V, and slack to align them to 64 bytes. */
+/* The reference needs one row of logits; the blocked SIMD variants a query
+ * block's transposed queries, scores, outputs and bias rows, contiguous
+ * copies of K (plus KT - 1 zero rows) and V; the few-query variants the
+ * transposed queries, a transposed tile of 16 keys, their output
+ * accumulators and the scores of one block of MS_ATTN_FEW_BK keys. Plus
+ * slack to align them to 64 bytes. The largest of the three, as a call's
+ * path depends on its query range. */
 size_t ms_attention_scratch_floats(const ms_attn *a)
 {
     int64_t bias = a->bias_h ? a->kh + a->kw : 0;
     int64_t blocked = 16 + MS_ATTN_QB * (2 * a->d + MS_ATTN_BK + bias) +
                       (2 * a->nk + MS_ATTN_KT - 1) * a->d;
-    return (size_t)(blocked > a->nk ? blocked : a->nk);
+    int64_t few =
+        a->bias_h ? 0 : 16 + (2 * MS_ATTN_FEW_Q + 16) * a->d + MS_ATTN_FEW_Q * MS_ATTN_FEW_BK;
+    int64_t n = blocked > few ? blocked : few;
+    return (size_t)(n > a->nk ? n : a->nk);
 }
 
 /* The reference takes one query at a time: its nk logits in scratch, then a
@@ -47,10 +54,18 @@ void ms_attention_ref(const ms_attn *a, int64_t q_begin, int64_t q_end, float *s
     }
 }
 
+/* A few queries without bias (the decoder's tokens against the image) would
+ * leave most lanes of the blocked variants idle and pay for their copy of K
+ * and V: they take the few-query variants, whose lanes hold keys. */
 void ms_attention(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch)
 {
-    if (ms_use_avx512())
+    int few = !a->bias_h && q_end - q_begin <= MS_ATTN_FEW_Q;
+    if (ms_use_avx512() && few && a->d % 16 == 0)
+        ms_attention_few_avx512(a, q_begin, q_end, scratch);
+    else if (ms_use_avx512())
         ms_attention_avx512(a, q_begin, q_end, scratch);
+    else if (ms_use_avx2() && few && a->d % 8 == 0)
+        ms_attention_few_avx2(a, q_begin, q_end, scratch);
     else if (ms_use_avx2())
         ms_attention_avx2(a, q_begin, q_end, scratch);
     else

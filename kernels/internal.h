@@ -42,6 +42,10 @@ typedef struct ms_gemm_args {
 /* Attention blocking shared by the variants and the scratch size: queries
  * per block (lanes) and keys per softmax tile. */
 enum { MS_ATTN_QB = 32, MS_ATTN_BK = 144, MS_ATTN_KT = 12 };
+/* Calls with at most this many queries and no bias take the few-query
+ * variants (keys across the lanes), when d is a multiple of their lanes;
+ * their softmax tiles hold MS_ATTN_FEW_BK keys. */
+enum { MS_ATTN_FEW_Q = 16, MS_ATTN_FEW_BK = 256 };
 
 /* ---- SIMD variants (same contracts as the public ops) ---- */
 /* One blocked GEMM over the pool's workers, packing into `workspace` (at
@@ -54,6 +58,8 @@ enum { MS_GEMM_SMALL_M = 16 };
 void ms_gemm_small_avx512(const ms_gemm_args *g, int64_t jb, int64_t je);
 void ms_attention_avx512(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch);
 void ms_attention_avx2(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch);
+void ms_attention_few_avx512(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch);
+void ms_attention_few_avx2(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch);
 void ms_weight_row_avx2(float *dst, const ms_tensor *w, int64_t row);
 void ms_gelu_avx2(float *x, int64_t n);
 void ms_gelu_avx512(float *x, int64_t n);

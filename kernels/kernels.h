@@ -89,11 +89,14 @@ void ms_add_inplace(float *y, const float *x, int64_t n);
  * + bias_h[i, j / kw] + bias_w[i, j % kw]). The bias terms are SAM's
  * decomposed relative positions (keys laid out as a kh x kw grid, kh*kw = nk);
  * bias_h == NULL means no bias. Rows [q_begin, q_end) only, so callers can
- * split the queries of a head across threads; each call copies K and V to
+ * split the queries of a head across threads. A call copies K and V to
  * contiguous rows first, so with many keys give a call a few hundred queries
- * (64 queries x 4096 keys lose 10-20 % of their time to that copy). Never
- * forms the nq x nk matrix (online softmax over key tiles).
- * scratch: ms_attention_scratch_floats(). */
+ * (64 queries x 4096 keys lose 10-20 % of their time to that copy); except a
+ * call with at most 16 queries, no bias and d a multiple of the SIMD width
+ * (the decoder's tokens against the image), which reads K and V in place
+ * with the keys across the lanes. Never forms the nq x nk matrix (online
+ * softmax over key tiles).
+ * scratch: ms_attention_scratch_floats(), enough for any query range. */
 typedef struct ms_attn {
     const float *q, *k, *v; /* nq x d, nk x d, nk x d */
     int64_t ldq, ldk, ldv;

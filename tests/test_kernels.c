@@ -676,19 +676,25 @@ START_TEST(test_attention_ref_vs_double)
 }
 END_TEST
 
-static void attention_case(int64_t nq, int64_t nk, int64_t d, int64_t kh, int with_bias,
-                           int64_t pad, int64_t q0, int64_t q1)
+typedef void attn_fn(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch);
+
+/* fn (ms_attention or one of its variants) against ms_attention_ref on rows
+ * [q0, q1) of nq, with strides from pad, in a scratch of exactly
+ * ms_attention_scratch_floats(). */
+static void attention_case_fn(attn_fn *fn, const char *name, int64_t nq, int64_t nk, int64_t d,
+                              int64_t kh, int with_bias, int64_t pad, int64_t q0, int64_t q1)
 {
     attn_buf b = attn_make(nq, nk, d, kh, with_bias, pad);
     ms_attn *a = &b.a;
     float *want = guarded(nq, d, a->ldo);
     float *scratch = alloc_f((int64_t)ms_attention_scratch_floats(a));
-    ms_attention(a, q0, q1, scratch);
+    fn(a, q0, q1, scratch);
     a->out = want;
     ms_attention_ref(a, q0, q1, scratch);
-    char what[96];
-    snprintf(what, sizeof what, "attention nq=%lld nk=%lld d=%lld bias=%d rows %lld..%lld",
-             (long long)nq, (long long)nk, (long long)d, with_bias, (long long)q0, (long long)q1);
+    char what[128];
+    snprintf(what, sizeof what, "%s nq=%lld nk=%lld d=%lld bias=%d pad=%lld rows %lld..%lld",
+             name, (long long)nq, (long long)nk, (long long)d, with_bias, (long long)pad,
+             (long long)q0, (long long)q1);
     check_close(b.out + q0 * a->ldo, a->ldo, want + q0 * a->ldo, a->ldo, q1 - q0, d, 2e-6, 1e-5,
                 what);
     /* Rows outside [q0, q1) and everything around the output stay untouched. */
@@ -699,6 +705,12 @@ static void attention_case(int64_t nq, int64_t nk, int64_t d, int64_t kh, int wi
     check_guards(b.out, nq, d, a->ldo, what);
     free(want), free(scratch);
     attn_free(&b);
+}
+
+static void attention_case(int64_t nq, int64_t nk, int64_t d, int64_t kh, int with_bias,
+                           int64_t pad, int64_t q0, int64_t q1)
+{
+    attention_case_fn(ms_attention, "attention", nq, nk, d, kh, with_bias, pad, q0, q1);
 }
 
 START_TEST(test_attention_vs_ref)
@@ -743,6 +755,72 @@ START_TEST(test_attention_extreme_logits)
     for (int64_t i = 0; i < 9 * 24; i++)
         EXPECT(isfinite(b.out[i]), "out[%lld] = %g", (long long)i, b.out[i]);
     check_close(b.out, a->ldo, want, a->ldo, 9, 24, 1e-5, 1e-4, "attention extreme");
+    free(want), free(scratch);
+    attn_free(&b);
+}
+END_TEST
+
+/* The few-query variant this mode runs for head dim d, or NULL (reference
+ * mode, or d not a multiple of the variant's lanes). */
+static attn_fn *few_variant(int64_t d)
+{
+    if (ms_use_avx512()) return d % 16 == 0 ? ms_attention_few_avx512 : NULL;
+    if (ms_use_avx2()) return d % 8 == 0 ? ms_attention_few_avx2 : NULL;
+    return NULL;
+}
+
+/* A few queries without bias: the few-query variant itself and ms_attention,
+ * which should pick it (or fall back, for d = 12 and, with AVX-512, d = 8),
+ * each against the reference. */
+static void few_case(int64_t rows, int64_t nk, int64_t d, int64_t pad, int64_t q0)
+{
+    attn_fn *few = few_variant(d);
+    if (few) attention_case_fn(few, "attention_few", q0 + rows, nk, d, 1, 0, pad, q0, q0 + rows);
+    attention_case(q0 + rows, nk, d, 1, 0, pad, q0, q0 + rows);
+}
+
+START_TEST(test_attention_few_vs_ref)
+{
+    set_mode(_i);
+    /* The decoder's token-to-image attention: 7 tokens, 4096 keys, d 16. */
+    few_case(7, 4096, 16, 112, 0);
+    static const int64_t ds[] = {16, 32, 8, 12};
+    static const int64_t short_nk[] = {1, 5, 17, 257};
+    for (int di = 0; di < 4; di++) {
+        for (int64_t rows = 1; rows <= MS_ATTN_FEW_Q; rows++)
+            for (int ki = 0; ki < 4; ki++)
+                few_case(rows, short_nk[ki], ds[di], (rows + ki) % 3, rows % 4 == 1 ? 3 : 0);
+        static const int64_t long_rows[] = {1, 7, 9, 16};
+        static const int64_t long_nk[] = {256, 4096, 4099};
+        for (int r = 0; r < 4; r++)
+            for (int ki = 0; ki < 3; ki++)
+                few_case(long_rows[r], long_nk[ki], ds[di], 1 + ki, r == 2 ? 5 : 0);
+    }
+}
+END_TEST
+
+START_TEST(test_attention_few_extreme_logits)
+{
+    set_mode(_i);
+    /* Logits in the hundreds, their maximum moving from key block to key
+     * block: the running max must rescale, not overflow. */
+    attn_buf b = attn_make(6, 700, 16, 1, 0, 2);
+    ms_attn *a = &b.a;
+    a->scale = 40.0f;
+    for (int64_t j = 0; j < 700; j++) b.k[j * a->ldk] *= 1.0f + (float)j / 100.0f;
+    float *want = guarded(6, 16, a->ldo);
+    float *scratch = alloc_f((int64_t)ms_attention_scratch_floats(a));
+    attn_fn *fn = few_variant(16) ? few_variant(16) : ms_attention;
+    fn(a, 1, 6, scratch);
+    a->out = want;
+    ms_attention_ref(a, 1, 6, scratch);
+    for (int64_t i = 1; i < 6; i++)
+        for (int64_t t = 0; t < 16; t++)
+            EXPECT(isfinite(b.out[i * a->ldo + t]), "out[%lld][%lld] = %g", (long long)i,
+                   (long long)t, b.out[i * a->ldo + t]);
+    check_close(b.out + a->ldo, a->ldo, want + a->ldo, a->ldo, 5, 16, 1e-5, 1e-4,
+                "attention_few extreme");
+    check_guards(b.out, 6, 16, a->ldo, "attention_few extreme");
     free(want), free(scratch);
     attn_free(&b);
 }
@@ -906,6 +984,8 @@ int main(void)
     tcase_add_loop_test(tc, test_attention_ref_vs_double, 0, 3);
     tcase_add_loop_test(tc, test_attention_vs_ref, 0, 3);
     tcase_add_loop_test(tc, test_attention_extreme_logits, 0, 3);
+    tcase_add_loop_test(tc, test_attention_few_vs_ref, 0, 3);
+    tcase_add_loop_test(tc, test_attention_few_extreme_logits, 0, 3);
     tcase_add_loop_test(tc, test_conv2d_ref_vs_double, 0, 3);
     tcase_add_loop_test(tc, test_conv2d_vs_ref, 0, 3);
     tcase_add_loop_test(tc, test_conv_transpose_ref_vs_definition, 0, 3);
