@@ -190,40 +190,50 @@ static void do_attention(void *p)
         ms_pool_for_dynamic(c->pool, c->heads * per_head, attn_items, c);
 }
 
-/* `reps` independent windows of `heads` heads each, as one block's worth. */
-static void bench_attention(const char *op, int64_t n, int64_t d, int64_t grid, int heads,
-                            int windows, ms_pool *pool, int64_t chunk)
+/* `windows` independent windows of `heads` heads each, as one block's worth:
+ * nq queries against nk keys. grid > 0: the encoder's rel-pos attention
+ * (bias terms given), q, k and v interleaved per token as in SAM's qkv;
+ * grid == 0: the decoder's, no bias, q, k and v in matrices of their own. */
+static void bench_attention(const char *op, int64_t nq, int64_t nk, int64_t d, int64_t grid,
+                            int heads, int windows, ms_pool *pool, int64_t chunk)
 {
     attn_ctx c = {.heads = heads, .chunk = chunk, .pool = pool};
-    int64_t ld = 3 * heads * d; /* q, k, v interleaved per token as in SAM's qkv */
-    float *qkv = buf(n * ld, 8), *out = buf(n * heads * d, 9);
-    float *bh = buf(heads * n * grid, 10), *bw = buf(heads * n * grid, 11);
+    int64_t ld = (grid ? 3 : 1) * heads * d;
+    float *q = buf(nq * ld, 8), *out = buf(nq * heads * d, 9);
+    float *k = grid ? q + heads * d : buf(nk * ld, 13);
+    float *v = grid ? k + heads * d : buf(nk * ld, 14);
+    float *bh = buf(heads * nq * grid, 10), *bw = buf(heads * nq * grid, 11);
     for (int h = 0; h < heads; h++)
-        c.a[h] = (ms_attn){.q = qkv + h * d,
-                           .k = qkv + (heads + h) * d,
-                           .v = qkv + (2 * heads + h) * d,
+        c.a[h] = (ms_attn){.q = q + h * d,
+                           .k = k + h * d,
+                           .v = v + h * d,
                            .ldq = ld,
                            .ldk = ld,
                            .ldv = ld,
                            .out = out + h * d,
                            .ldo = heads * d,
-                           .nq = n,
-                           .nk = n,
+                           .nq = nq,
+                           .nk = nk,
                            .d = d,
                            .scale = 1.0f / sqrtf((float)d),
-                           .bias_h = bh + h * n * grid,
-                           .bias_w = bw + h * n * grid,
+                           .bias_h = grid ? bh + h * nq * grid : NULL,
+                           .bias_w = grid ? bw + h * nq * grid : NULL,
                            .kh = grid,
                            .kw = grid};
     c.scratch_floats = ms_attention_scratch_floats(&c.a[0]);
     c.scratch = buf((int64_t)c.scratch_floats * ms_pool_size(pool), 12);
     char s[64];
-    snprintf(s, sizeof s, "%d x %dh x %lld tok, d%lld, relpos", windows, heads, (long long)n,
-             (long long)d);
+    if (grid)
+        snprintf(s, sizeof s, "%d x %dh x %lld tok, d%lld, relpos", windows, heads, (long long)nq,
+                 (long long)d);
+    else
+        snprintf(s, sizeof s, "%dh x %lldq x %lld tok, d%lld", heads, (long long)nq,
+                 (long long)nk, (long long)d);
     c.windows = windows;
-    run(op, s, 4e-9 * (double)windows * heads * (double)n * (double)n * (double)d, do_attention,
-        &c);
-    free(qkv), free(out), free(bh), free(bw), free(c.scratch);
+    run(op, s, 4e-9 * (double)windows * heads * (double)nq * (double)nk * (double)d,
+        do_attention, &c);
+    free(q), free(out), free(bh), free(bw), free(c.scratch);
+    if (!grid) free(k), free(v);
 }
 
 typedef struct elt_ctx {
@@ -337,8 +347,9 @@ int main(int argc, char **argv)
     if (want("linear")) bench_linear(MS_F16, 4096, 768, 3072, MS_EPI_GELU);
     if (want("linear")) bench_linear(MS_Q8, 4096, 768, 3072, MS_EPI_GELU);
     if (want("linear")) bench_linear(MS_F32, 7, 256, 2048, MS_EPI_RELU);
-    if (want("attn window")) bench_attention("attn window", 196, 64, 14, 12, 25, pool, 196);
-    if (want("attn global")) bench_attention("attn global", 4096, 64, 64, 12, 1, pool, 512);
+    if (want("attn window")) bench_attention("attn window", 196, 196, 64, 14, 12, 25, pool, 196);
+    if (want("attn global")) bench_attention("attn global", 4096, 4096, 64, 64, 12, 1, pool, 512);
+    if (want("attn few")) bench_attention("attn few", 7, 4096, 16, 0, 8, 1, pool, 7);
     if (want("layernorm gelu")) bench_elementwise();
     if (want("conv3x3")) bench_conv("conv3x3", "256->256 @64x64", 256, 256, 64, 3, 1, 1, 0);
     if (want("patch embed"))

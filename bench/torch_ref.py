@@ -285,6 +285,11 @@ def bench_kernels(repeat):
         rh, rw = torch.randn(windows * 12, g * g, g), torch.randn(windows * 12, g * g, g)
         row(op, f"{windows} x 12h x {g * g} tok, d64, relpos",
             lambda: rel_pos_attention(q, k, v, rh, rw, g, g, 0.125))
+    # The decoder's token-to-image attention: 7 tokens against the 64x64
+    # image, 8 heads of 16.
+    q, k, v = torch.randn(8, 7, 16), torch.randn(8, 4096, 16), torch.randn(8, 4096, 16)
+    row("attn few", "8h x 7q x 4096 tok, d16",
+        lambda: ((q * 0.25) @ k.transpose(-2, -1)).softmax(dim=-1) @ v)
     x, w, b = torch.randn(4096, 768), torch.randn(768), torch.randn(768)
     row("layernorm", "4096x768", lambda: F.layer_norm(x, (768,), w, b, ENC_EPS))
     x, w, b = torch.randn(1, 256, 64, 64), torch.randn(256), torch.randn(256)
