@@ -115,8 +115,7 @@ typedef struct dec_ws {
     float *queries, *qpe;     /* (rows, d); qpe: the tokens as they entered */
     float *qin;               /* (rows, d): queries + qpe */
     float *keys, *kin;        /* (nb, hw, d); kin: keys + dense PE */
-    float *qp, *ao;           /* (rows, inner) */
-    float *kp, *vp;           /* (hw, inner) of one prompt, or (rows, inner) */
+    float *qp, *kp, *vp, *ao; /* (rows, inner), inner <= d */
     float *hidden;            /* (rows, dec_mlp) */
 } dec_ws;
 
@@ -186,9 +185,41 @@ static ms_status image_keys(ms_sam *m, const sam_attention *a, const float *keys
     return ms_nn_linear(m, vp, a->inner, keys, d, hw, &a->v, MS_EPI_NONE, 0);
 }
 
+/* A few projected queries qp (nq, inner) attend to one prompt's image
+ * tokens, keys (hw, d) and kin = keys + dense PE, with the key and value
+ * projections folded into the queries: per head, scores = kin (scale q_h
+ * W_k,h)^T + a constant per query (q_h . b_k,h, which the softmax drops),
+ * and, the probabilities p_h summing to 1 over the image, out_h = (p_h^T
+ * keys) W_v,h^T + b_v,h. The image rows go through two products of width
+ * heads * nq instead of being projected to inner. The scores are image-major
+ * (hw, nq * heads), columns j * heads + h, so the first product reads kin in
+ * place; each column is a softmax. ao (nq, inner) = the heads' outputs.
+ * ref: transformer.py Attention.forward */
+static ms_status attend_image(ms_sam *m, const sam_attention *a, const float *qp, int64_t nq,
+                              const float *keys, const float *kin, float *ao)
+{
+    int64_t d = m->hp.prompt_dim, in = a->inner, heads = m->hp.dec_heads, c = in / heads;
+    int64_t hw = m->hp.grid * m->hp.grid, r = heads * nq;
+    ms_arena_mark mark = ms_arena_get_mark(m->arena);
+    const float *wk = weight_f32(m, a->k.w), *wv = weight_f32(m, a->v.w);
+    float *fq = ms_nn_floats(m, r * d), *p = ms_nn_floats(m, hw * r), *y = ms_nn_floats(m, r * d);
+    if (!wk || !wv || !fq || !p || !y) return MS_ERR_NOMEM;
+    fold_heads(m, fq, qp, nq, wk, head_scale(m, a));
+    ms_sgemm(0, 1, hw, r, d, 1.0f, kin, d, fq, d, 0.0f, p, r);
+    ms_softmax_cols(p, hw, r, r);
+    ms_sgemm(1, 0, r, d, hw, 1.0f, p, r, keys, d, 0.0f, y, d);
+    for (int64_t h = 0; h < heads; h++)
+        ms_sgemm(0, 1, nq, c, d, 1.0f, y + h * d, heads * d, wv + h * c * d, d, 0.0f, ao + h * c,
+                 in);
+    for (int64_t j = 0; j < nq; j++) ms_add_inplace(ao + j * in, a->v.b, in);
+    ms_arena_reset(m->arena, mark);
+    return MS_OK;
+}
+
 /* The tokens attend to the image: queries += the attention of (queries +
- * qpe) to each prompt's image tokens, or, in the first layer, to the
- * group's shared image side. ref: transformer.py Attention.forward */
+ * qpe) to the group's shared image side in the first layer, whose key and
+ * value projections prepare_image made, and later to each prompt's image
+ * tokens (attend_image). ref: transformer.py Attention.forward */
 static ms_status tokens_to_image(ms_sam *m, dec_ws *ws, const sam_attention *a, int first)
 {
     int64_t d = m->hp.prompt_dim, in = a->inner, heads = m->hp.dec_heads, nt = ws->nt;
@@ -196,12 +227,15 @@ static ms_status tokens_to_image(ms_sam *m, dec_ws *ws, const sam_attention *a, 
     add_to(ws->qin, ws->queries, ws->qpe, ws->rows * d);
     MS_TRY(ms_nn_linear(m, ws->qp, in, ws->qin, d, ws->rows, &a->q, MS_EPI_NONE, 0));
     for (int64_t b = 0; b < ws->nb; b++) {
-        if (!first)
-            MS_TRY(image_keys(m, a, ws->keys + b * hw * d, ws->kin + b * hw * d, ws->kp,
-                              ws->vp));
-        MS_TRY(ms_nn_mha(m, ws->qp + b * nt * in, first ? ws->img->kp : ws->kp,
-                         first ? ws->img->vp : ws->vp, ws->ao + b * nt * in, nt, hw, heads,
-                         in / heads, head_scale(m, a)));
+        float *qp = ws->qp + b * nt * in, *ao = ws->ao + b * nt * in;
+        float *keys = ws->keys + b * hw * d, *kin = ws->kin + b * hw * d;
+        if (first) {
+            MS_TRY(ms_nn_mha(m, qp, ws->img->kp, ws->img->vp, ao, nt, hw, heads, in / heads,
+                             head_scale(m, a)));
+        } else {
+            ms_nn_add(m, kin, keys, m->dense_pe, hw * d);
+            MS_TRY(attend_image(m, a, qp, nt, keys, kin, ao));
+        }
     }
     return ms_nn_linear(m, ws->queries, d, ws->ao, in, ws->rows, &a->out, MS_EPI_NONE, 1);
 }
@@ -432,8 +466,7 @@ static ms_status predict_masks(ms_sam *m, dec_ws *ws, int multimask, float *logi
 static ms_status alloc_ws(ms_sam *m, dec_ws *ws, int64_t nt, int64_t nb)
 {
     int64_t d = m->hp.prompt_dim, hw = m->hp.grid * m->hp.grid, rows = nb * nt;
-    int64_t in = d / m->hp.attn_downsample;
-    int64_t tok = rows * (d > in ? d : in), img = (hw > rows ? hw : rows) * in;
+    int64_t tok = rows * d; /* the self-attention's inner is d */
     *ws = (dec_ws){.nt = nt, .nb = nb, .rows = rows};
     ws->queries = ms_nn_floats(m, rows * d);
     ws->qpe = ms_nn_floats(m, rows * d);
@@ -442,8 +475,8 @@ static ms_status alloc_ws(ms_sam *m, dec_ws *ws, int64_t nt, int64_t nb)
     ws->kin = ms_nn_floats(m, nb * hw * d);
     ws->qp = ms_nn_floats(m, tok);
     ws->ao = ms_nn_floats(m, tok);
-    ws->kp = ms_nn_floats(m, img > tok ? img : tok);
-    ws->vp = ms_nn_floats(m, img > tok ? img : tok);
+    ws->kp = ms_nn_floats(m, tok);
+    ws->vp = ms_nn_floats(m, tok);
     ws->hidden = ms_nn_floats(m, rows * m->hp.dec_mlp);
     int ok = ws->queries && ws->qpe && ws->qin && ws->keys && ws->kin && ws->qp && ws->kp &&
              ws->vp && ws->ao && ws->hidden;
