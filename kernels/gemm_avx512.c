@@ -153,15 +153,20 @@ static inline __m512 finish(__m512 acc, const float *c, __mmask16 m, const tile_
     return v;
 }
 
-/* The tile's FMAs and epilogue. A comes packed (a[k * MR + i], rows past mr
- * zero) or, when `rows`, straight from row-major memory: row i of the tile
- * at rp[i] (rows past mr repeat the last row; their results are dropped). */
-static inline __attribute__((always_inline)) void tile(int64_t kc, const float *ap,
+/* The tile's FMAs and epilogue. A comes as k-major quads (a[k * as + i]:
+ * packed, as = MR, rows past mr zero; or op(A) = A^T read in place, as =
+ * lda, all MR rows existing) or, when `rows`, straight from row-major
+ * memory: row i of the tile at rp[i] (rows past mr repeat the last row;
+ * their results are dropped). B comes packed (bs = NR, aligned, zero past
+ * nr) or, when `bdirect`, as op(B) rows read in place (bs = ldb, masked to
+ * nr). */
+static inline __attribute__((always_inline)) void tile(int64_t kc, const float *ap, int64_t as,
                                                       const float *const *rp, int rows,
-                                                      const float *bp, float *c, int64_t ldc,
-                                                      int64_t mr, int64_t nr, const tile_out *o,
-                                                      int64_t j0)
+                                                      const float *bp, int64_t bs, int bdirect,
+                                                      float *c, int64_t ldc, int64_t mr,
+                                                      int64_t nr, const tile_out *o, int64_t j0)
 {
+    __mmask16 m0 = ms_mask16(nr), m1 = ms_mask16(nr - 16);
     __m512 acc[MR][2];
     /* C's tile is read or written at the end and usually misses cache:
      * start fetching it now, behind the FMAs. */
@@ -173,8 +178,9 @@ static inline __attribute__((always_inline)) void tile(int64_t kc, const float *
             _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
         }
     }
-    for (int64_t k = 0; k < kc; k++, ap += MR, bp += NR) {
-        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+    for (int64_t k = 0; k < kc; k++, ap += as, bp += bs) {
+        __m512 b0 = bdirect ? _mm512_maskz_loadu_ps(m0, bp) : _mm512_load_ps(bp);
+        __m512 b1 = bdirect ? _mm512_maskz_loadu_ps(m1, bp + 16) : _mm512_load_ps(bp + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
             __m512 a = _mm512_set1_ps(rows ? rp[i][k] : ap[i]);
@@ -182,7 +188,6 @@ static inline __attribute__((always_inline)) void tile(int64_t kc, const float *
             acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
         }
     }
-    __mmask16 m0 = ms_mask16(nr), m1 = ms_mask16(nr - 16);
     const float *bias0 = o->bias ? o->bias + j0 : NULL, *bias1 = o->bias ? o->bias + j0 + 16 : NULL;
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
@@ -196,7 +201,7 @@ static inline __attribute__((always_inline)) void tile(int64_t kc, const float *
 static void kernel(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                    int64_t mr, int64_t nr, const tile_out *o, int64_t j0)
 {
-    tile(kc, ap, NULL, 0, bp, c, ldc, mr, nr, o, j0);
+    tile(kc, ap, MR, NULL, 0, bp, NR, 0, c, ldc, mr, nr, o, j0);
 }
 
 /* The tile reading A's rows in place (a: the tile's first row, at column
@@ -207,7 +212,25 @@ static void kernel_rows(int64_t kc, const float *a, int64_t lda, const float *bp
 {
     const float *rp[MR];
     for (int i = 0; i < MR; i++) rp[i] = a + (i < mr ? i : mr - 1) * lda;
-    tile(kc, NULL, rp, 1, bp, c, ldc, mr, nr, o, j0);
+    tile(kc, NULL, 0, rp, 1, bp, NR, 0, c, ldc, mr, nr, o, j0);
+}
+
+/* B read in place (bs = ldb), A packed or transposed in place (as). */
+static void kernel_bdirect(int64_t kc, const float *ap, int64_t as, const float *bp, int64_t bs,
+                           float *c, int64_t ldc, int64_t mr, int64_t nr, const tile_out *o,
+                           int64_t j0)
+{
+    tile(kc, ap, as, NULL, 0, bp, bs, 1, c, ldc, mr, nr, o, j0);
+}
+
+/* B read in place, A's rows read in place. */
+static void kernel_rows_bdirect(int64_t kc, const float *a, int64_t lda, const float *bp,
+                                int64_t bs, float *c, int64_t ldc, int64_t mr, int64_t nr,
+                                const tile_out *o, int64_t j0)
+{
+    const float *rp[MR];
+    for (int i = 0; i < MR; i++) rp[i] = a + (i < mr ? i : mr - 1) * lda;
+    tile(kc, NULL, 0, rp, 1, bp, bs, 1, c, ldc, mr, nr, o, j0);
 }
 
 /* ---- blocking and threads -------------------------------------------------- */
@@ -268,6 +291,66 @@ static void compute_range(void *ctx, int64_t begin, int64_t end, int worker)
     }
 }
 
+/* Few rows of C and B an f32 matrix in memory (not transposed): packing B
+ * would copy all of it to serve a few slivers each, so B is read in place,
+ * and with it A (transposed in place, or by rows). A work item owns a chunk
+ * of panels through every K slice, so one dispatch does the whole product.
+ * ref: the packed path below, which this matches tile for tile. */
+#define UNPACKED_MAX_M (8 * MR)
+
+typedef struct unpacked_ctx {
+    const ms_gemm_args *g;
+    float *pack_a;  /* per worker: the last sliver of a transposed A */
+    int64_t nchunk; /* columns per work item */
+} unpacked_ctx;
+
+/* Slivers [0, m) of columns [j, j + nr) for the K slice [k0, k0 + kc). */
+static void unpacked_slice(const unpacked_ctx *u, float *pa, int64_t j, int64_t nr, int64_t k0,
+                           int64_t kc, const tile_out *o)
+{
+    const ms_gemm_args *g = u->g;
+    const float *bp = g->b + k0 * g->ldb + j;
+    for (int64_t i0 = 0; i0 < g->m; i0 += MR) {
+        int64_t mr = g->m - i0 < MR ? g->m - i0 : MR;
+        float *c = g->c + i0 * g->ldc + j;
+        if (!g->trans_a) {
+            kernel_rows_bdirect(kc, g->a + i0 * g->lda + k0, g->lda, bp, g->ldb, c, g->ldc, mr,
+                                nr, o, j);
+        } else if (mr == MR) {
+            kernel_bdirect(kc, g->a + k0 * g->lda + i0, g->lda, bp, g->ldb, c, g->ldc, mr, nr, o,
+                           j);
+        } else { /* reading MR values in place would run past A's rows */
+            pack_a(pa, g, i0, mr, k0, kc);
+            kernel_bdirect(kc, pa, MR, bp, g->ldb, c, g->ldc, mr, nr, o, j);
+        }
+    }
+}
+
+static void unpacked_range(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    const unpacked_ctx *u = ctx;
+    const ms_gemm_args *g = u->g;
+    float *pa = u->pack_a + (size_t)worker * MC * KC;
+    for (int64_t item = begin; item < end; item++) {
+        int64_t jb = item * u->nchunk, je = jb + u->nchunk < g->n ? jb + u->nchunk : g->n;
+        for (int64_t k0 = 0; k0 < g->k; k0 += KC) {
+            int last = k0 + KC >= g->k;
+            tile_out o = {g->alpha, k0 == 0 ? g->beta : 1.0f, last ? g->bias : NULL,
+                          last ? g->epi : MS_EPI_NONE};
+            for (int64_t j = jb; j < je; j += NR)
+                unpacked_slice(u, pa, j, je - j < NR ? je - j : NR, k0,
+                               g->k - k0 < KC ? g->k - k0 : KC, &o);
+        }
+    }
+}
+
+static void gemm_unpacked(const ms_gemm_args *g, ms_pool *pool, float *ws)
+{
+    int64_t panels = (g->n + NR - 1) / NR, want = 4 * ms_pool_size(pool);
+    unpacked_ctx u = {.g = g, .pack_a = ws + KC * NC, .nchunk = (panels + want - 1) / want * NR};
+    ms_pool_for_dynamic(pool, (g->n + u.nchunk - 1) / u.nchunk, unpacked_range, &u);
+}
+
 /* Up to this many panels of C, A is read in place: each value is used by
  * that many tiles only, fewer than repay packing it. */
 #define DIRECT_PANELS 4
@@ -280,6 +363,10 @@ void ms_gemm_avx512(const ms_gemm_args *g, ms_pool *pool, float *workspace)
     if ((double)g->m * (double)g->n * (double)g->k < MIN_THREADED_MACS) pool = NULL;
     int threads = ms_pool_size(pool);
     float *ws = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
+    if (!g->w && !g->trans_b && g->m <= UNPACKED_MAX_M) {
+        gemm_unpacked(g, pool, ws);
+        return;
+    }
     for (int64_t j0 = 0; j0 < g->n; j0 += NC) {
         int64_t nc = g->n - j0 < NC ? g->n - j0 : NC;
         for (int64_t k0 = 0; k0 < g->k; k0 += KC) {
@@ -413,6 +500,35 @@ static void small_dots(const ms_gemm_args *g, int64_t jb, int64_t je)
     }
 }
 
+/* Fewer rows than a 4 x 4 block, op(B) columns rows in memory: one row of
+ * A against 16 columns, whose 16 dot products sum16 leaves in one vector.
+ * With a short k (the decoder's masks: k = 32) the reduction is most of
+ * the work, and a 4 x 4 block would spend it on 4 useful dots, not 16. */
+static void small_dots_row(const ms_gemm_args *g, int64_t jb, int64_t je)
+{
+    tile_out o = {g->alpha, g->beta, g->bias, g->epi};
+    for (int64_t i = 0; i < g->m; i++) {
+        const float *ai = g->a + i * g->lda;
+        for (int64_t j0 = jb; j0 < je; j0 += 16) {
+            int64_t nj = je - j0 < 16 ? je - j0 : 16;
+            __m512 acc[16];
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+            for (int64_t k = 0; k < g->k; k += 16) {
+                __mmask16 m = ms_mask16(g->k - k);
+                __m512 av = _mm512_maskz_loadu_ps(m, ai + k);
+#pragma GCC unroll 16
+                for (int j = 0; j < 16; j++)
+                    acc[j] = _mm512_fmadd_ps(av, b_row_chunk(g, j0 + (j < nj ? j : 0), k, m),
+                                             acc[j]);
+            }
+            __mmask16 mj = ms_mask16(nj);
+            float *c = g->c + i * g->ldc + j0;
+            _mm512_mask_storeu_ps(c, mj, finish(sum16(acc), c, mj, &o, g->bias ? g->bias + j0 : NULL));
+        }
+    }
+}
+
 /* op(B) rows are rows in memory: broadcast a[i][k] against 64 columns. */
 static void small_rows(const ms_gemm_args *g, int64_t jb, int64_t je)
 {
@@ -451,7 +567,9 @@ static void small_rows(const ms_gemm_args *g, int64_t jb, int64_t je)
 
 void ms_gemm_small_avx512(const ms_gemm_args *g, int64_t jb, int64_t je)
 {
-    if (g->w || g->trans_b)
+    if ((g->w || g->trans_b) && g->m < 4)
+        small_dots_row(g, jb, je);
+    else if (g->w || g->trans_b)
         small_dots(g, jb, je);
     else
         small_rows(g, jb, je);

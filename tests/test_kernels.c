@@ -235,6 +235,17 @@ START_TEST(test_sgemm_vs_ref)
     sgemm_case(0, 1, 197, 3100, 9, 1.0f, 0.0f, 1);
     sgemm_case(1, 0, 50, 70, 1700, 0.5f, 1.0f, 2);
     sgemm_case(0, 0, 401, 45, 800, 1.0f, 0.0f, 0);
+    /* Few rows against an f32 B read in place (no packing), A transposed
+     * in place with a packed last sliver, or A by rows; just past the
+     * limit, the packed path. The decoder's probabilities^T image tokens. */
+    sgemm_case(1, 0, 56, 256, 4096, 1.0f, 0.0f, 0);
+    sgemm_case(1, 0, 43, 77, 1000, 0.5f, 1.0f, 3);
+    sgemm_case(0, 0, 96, 45, 800, 1.0f, 1.0f, 1);
+    sgemm_case(1, 0, 97, 33, 900, 1.0f, 0.0f, 2);
+    /* One to three rows by 16-column dots (the decoder's masks), short k. */
+    sgemm_case(0, 1, 1, 1000, 32, 1.0f, 0.0f, 0);
+    sgemm_case(0, 1, 3, 2051, 32, 0.5f, 1.0f, 1);
+    sgemm_case(0, 1, 2, 37, 45, 1.0f, 0.0f, 2);
     /* Narrow C, A read in place: an odd row count, K split in slices. */
     sgemm_case(0, 0, 1037, 56, 130, 1.0f, 0.0f, 1);
     sgemm_case(0, 1, 203, 128, 1555, 0.5f, 1.0f, 2);
