@@ -63,10 +63,12 @@ void ms_attention_few_avx2(const ms_attn *a, int64_t q_begin, int64_t q_end, flo
 void ms_weight_row_avx2(float *dst, const ms_tensor *w, int64_t row);
 void ms_gelu_avx2(float *x, int64_t n);
 void ms_gelu_avx512(float *x, int64_t n);
-void ms_layernorm_avx2(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
-                       int64_t dim, const float *g, const float *b, float eps);
-void ms_layernorm_avx512(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
-                         int64_t dim, const float *g, const float *b, float eps);
+void ms_layernorm_ex_avx2(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                          int64_t dim, const float *g, const float *b, float eps,
+                          const ms_ln_out *o);
+void ms_layernorm_ex_avx512(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                            int64_t dim, const float *g, const float *b, float eps,
+                            const ms_ln_out *o);
 void ms_layernorm_channels_avx2(float *y, const float *x, int64_t c, int64_t hw,
                                 const float *g, const float *b, float eps);
 void ms_layernorm_channels_avx512(float *y, const float *x, int64_t c, int64_t hw,

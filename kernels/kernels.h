@@ -66,6 +66,24 @@ void ms_layernorm(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t ro
                   int64_t dim, const float *g, const float *b, float eps);
 void ms_layernorm_ref(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
                       int64_t dim, const float *g, const float *b, float eps);
+/* What a LayerNorm does with its result in its own write pass, instead of
+ * another pass over the matrix: y = epi(LayerNorm(x) * g + b), then, when
+ * y2 is set, y2 = y + add (rows of `dim` with strides ld_add / ld_y2; add
+ * is required with y2; y2 may alias add). The add gains most from this;
+ * GELU's arithmetic outweighs the pass it saves. */
+typedef struct ms_ln_out {
+    ms_epilogue epi;
+    const float *add;
+    int64_t ld_add;
+    float *y2;
+    int64_t ld_y2;
+} ms_ln_out;
+/* ms_layernorm followed by *o; o == NULL: plain LayerNorm. y may alias x. */
+void ms_layernorm_ex(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                     int64_t dim, const float *g, const float *b, float eps, const ms_ln_out *o);
+void ms_layernorm_ex_ref(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                         int64_t dim, const float *g, const float *b, float eps,
+                         const ms_ln_out *o);
 /* LayerNorm2d: x is (C, HW) channel-first; normalises each pixel over C. */
 void ms_layernorm_channels(float *y, const float *x, int64_t c, int64_t hw,
                            const float *g, const float *b, float eps);

@@ -1,12 +1,26 @@
-/* LayerNorm over rows and over channels (SAM's LayerNorm2d), row softmax.
- * Both norms use two passes (mean, then squared deviations), which stays
- * accurate when |mean| >> std, unlike E[x^2] - E[x]^2. */
+/* LayerNorm over rows (optionally with a fused activation and add) and over
+ * channels (SAM's LayerNorm2d), row softmax. Both norms use two passes
+ * (mean, then squared deviations), which stays accurate when |mean| >> std,
+ * unlike E[x^2] - E[x]^2. */
 #include "kernels/internal.h"
 
 #include <math.h>
 
-void ms_layernorm_ref(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
-                      int64_t dim, const float *g, const float *b, float eps)
+/* The epilogue and second output of one finished row, in the order the
+ * fast variants apply them: y2 sees y after the activation. */
+static void ln_out_ref(float *y, int64_t dim, const ms_ln_out *o, int64_t r)
+{
+    if (o->epi == MS_EPI_GELU) ms_gelu_ref(y, dim);
+    if (o->epi == MS_EPI_RELU) ms_relu(y, dim);
+    if (!o->y2) return;
+    float *y2 = o->y2 + r * o->ld_y2;
+    const float *add = o->add + r * o->ld_add;
+    for (int64_t i = 0; i < dim; i++) y2[i] = y[i] + add[i];
+}
+
+void ms_layernorm_ex_ref(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                         int64_t dim, const float *g, const float *b, float eps,
+                         const ms_ln_out *o)
 {
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * ldx;
@@ -19,18 +33,31 @@ void ms_layernorm_ref(float *y, int64_t ldy, const float *x, int64_t ldx, int64_
         float inv = (float)(1.0 / sqrt(var + eps));
         float mu = (float)mean;
         for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] - mu) * inv * g[i] + b[i];
+        if (o) ln_out_ref(yr, dim, o, r);
     }
+}
+
+void ms_layernorm_ex(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                     int64_t dim, const float *g, const float *b, float eps, const ms_ln_out *o)
+{
+    if (ms_use_avx512())
+        ms_layernorm_ex_avx512(y, ldy, x, ldx, rows, dim, g, b, eps, o);
+    else if (ms_use_avx2())
+        ms_layernorm_ex_avx2(y, ldy, x, ldx, rows, dim, g, b, eps, o);
+    else
+        ms_layernorm_ex_ref(y, ldy, x, ldx, rows, dim, g, b, eps, o);
+}
+
+void ms_layernorm_ref(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
+                      int64_t dim, const float *g, const float *b, float eps)
+{
+    ms_layernorm_ex_ref(y, ldy, x, ldx, rows, dim, g, b, eps, NULL);
 }
 
 void ms_layernorm(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t rows,
                   int64_t dim, const float *g, const float *b, float eps)
 {
-    if (ms_use_avx512())
-        ms_layernorm_avx512(y, ldy, x, ldx, rows, dim, g, b, eps);
-    else if (ms_use_avx2())
-        ms_layernorm_avx2(y, ldy, x, ldx, rows, dim, g, b, eps);
-    else
-        ms_layernorm_ref(y, ldy, x, ldx, rows, dim, g, b, eps);
+    ms_layernorm_ex(y, ldy, x, ldx, rows, dim, g, b, eps, NULL);
 }
 
 void ms_layernorm_channels_ref(float *y, const float *x, int64_t c, int64_t hw,

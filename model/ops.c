@@ -31,20 +31,37 @@ typedef struct ln_job {
     int64_t ldy, ldx, dim;
     const sam_norm *n;
     float eps;
+    const ms_ln_out *o;
 } ln_job;
 
 static void ln_rows(void *ctx, int64_t begin, int64_t end, int worker)
 {
     const ln_job *j = ctx;
-    ms_layernorm(j->y + begin * j->ldy, j->ldy, j->x + begin * j->ldx, j->ldx, end - begin,
-                 j->dim, j->n->g, j->n->b, j->eps);
+    /* The second output and its addend start at the slice's first row too. */
+    ms_ln_out slice;
+    const ms_ln_out *o = j->o;
+    if (o && o->y2) {
+        slice = *o;
+        slice.y2 += begin * o->ld_y2;
+        slice.add += begin * o->ld_add;
+        o = &slice;
+    }
+    ms_layernorm_ex(j->y + begin * j->ldy, j->ldy, j->x + begin * j->ldx, j->ldx, end - begin,
+                    j->dim, j->n->g, j->n->b, j->eps, o);
+}
+
+void ms_nn_layernorm_ex(ms_sam *m, float *y, int64_t ldy, const float *x, int64_t ldx,
+                        int64_t rows, int64_t dim, const sam_norm *n, float eps,
+                        const ms_ln_out *o)
+{
+    ln_job j = {y, x, ldy, ldx, dim, n, eps, o};
+    ms_pool_for(m->pool, rows, 16, ln_rows, &j);
 }
 
 void ms_nn_layernorm(ms_sam *m, float *y, int64_t ldy, const float *x, int64_t ldx,
                      int64_t rows, int64_t dim, const sam_norm *n, float eps)
 {
-    ln_job j = {y, x, ldy, ldx, dim, n, eps};
-    ms_pool_for(m->pool, rows, 16, ln_rows, &j);
+    ms_nn_layernorm_ex(m, y, ldy, x, ldx, rows, dim, n, eps, NULL);
 }
 
 typedef struct gelu_job {

@@ -131,6 +131,11 @@ ms_status ms_nn_linear(ms_sam *m, float *y, int64_t ldy, const float *x, int64_t
 /* Row LayerNorm, rows split over the pool; y may alias x. */
 void ms_nn_layernorm(ms_sam *m, float *y, int64_t ldy, const float *x, int64_t ldx,
                      int64_t rows, int64_t dim, const sam_norm *n, float eps);
+/* The same followed by o's activation and second output (ms_layernorm_ex);
+ * o == NULL: ms_nn_layernorm. */
+void ms_nn_layernorm_ex(ms_sam *m, float *y, int64_t ldy, const float *x, int64_t ldx,
+                        int64_t rows, int64_t dim, const sam_norm *n, float eps,
+                        const ms_ln_out *o);
 void ms_nn_gelu(ms_sam *m, float *x, int64_t n);
 /* y = a + b, n floats; y may alias a or b. */
 void ms_nn_add(ms_sam *m, float *y, const float *a, const float *b, int64_t n);

@@ -520,6 +520,93 @@ START_TEST(test_layernorm_in_place)
 }
 END_TEST
 
+/* LayerNorm with the fused output stage: the reference against LayerNorm,
+ * activation and add in double, for every epilogue, with and without y2. */
+START_TEST(test_layernorm_ex_ref_vs_double)
+{
+    set_mode(_i);
+    int64_t rows = 4, dim = 37, ldx = 40, ldy = 41, lda = 39, ld2 = 43;
+    float *x = random_f(rows * ldx, 3, 5), *add = random_f(rows * lda, -2, 2);
+    float *g = random_f(dim, 0.5f, 1.5f), *b = random_f(dim, -1, 1);
+    double want[37];
+    for (int e = 0; e < 3; e++)
+        for (int with_y2 = 0; with_y2 < 2; with_y2++) {
+            float *y = guarded(rows, dim, ldy), *y2 = guarded(rows, dim, ld2);
+            ms_ln_out o = {(ms_epilogue)e, add, lda, with_y2 ? y2 : NULL, ld2};
+            ms_layernorm_ex_ref(y, ldy, x, ldx, rows, dim, g, b, 1e-6f, &o);
+            for (int64_t r = 0; r < rows; r++) {
+                layernorm_d(want, x + r * ldx, 1, dim, g, b, 1e-6);
+                for (int64_t i = 0; i < dim; i++) {
+                    double w = epi_d(want[i], (ms_epilogue)e);
+                    EXPECT_NEAR(y[r * ldy + i], w, 2e-5);
+                    if (with_y2) EXPECT_NEAR(y2[r * ld2 + i], w + add[r * lda + i], 2e-5);
+                }
+            }
+            check_guards(y, rows, dim, ldy, "layernorm_ex_ref");
+            check_guards(y2, rows, dim, ld2, "layernorm_ex_ref y2");
+            free(y), free(y2);
+        }
+    free(x), free(add), free(g), free(b);
+}
+END_TEST
+
+/* A guarded buffer (see guarded) whose rows hold uniform values in [lo, hi). */
+static float *guarded_random(int64_t rows, int64_t cols, int64_t ld, float lo, float hi)
+{
+    float *p = guarded(rows, cols, ld);
+    for (int64_t r = 0; r < rows; r++) ms_test_fill_uniform(p + r * ld, cols, lo, hi, &g_rng);
+    return p;
+}
+
+/* How ms_layernorm_ex's outputs share memory in a case. */
+enum { LN_APART, LN_Y_OVER_X, LN_Y2_OVER_ADD };
+
+/* ms_layernorm_ex against its reference; strides past dim, guards around y
+ * and y2. With LN_Y2_OVER_ADD both read add from y2's buffer (a copy each). */
+static void layernorm_ex_case(int64_t rows, int64_t dim, ms_epilogue epi, int with_y2, int alias)
+{
+    int over = alias == LN_Y2_OVER_ADD;
+    int64_t ldx = dim + 3, ldy = alias == LN_Y_OVER_X ? ldx : dim + 5;
+    int64_t ld2 = dim + 7, lda = over ? ld2 : dim + 2;
+    float *x = guarded_random(rows, dim, ldx, -3, 5), *g = random_f(dim, 0.5f, 1.5f);
+    float *b = random_f(dim, -1, 1), *add = guarded_random(rows, dim, lda, -2, 2);
+    float *y = alias == LN_Y_OVER_X ? x : guarded(rows, dim, ldy), *want = guarded(rows, dim, ldy);
+    float *y2 = guarded(rows, dim, ld2), *want2 = guarded(rows, dim, ld2);
+    if (over) {
+        size_t bytes = (size_t)((rows - 1) * ld2 + dim + GUARD) * sizeof *y2;
+        memcpy(y2, add, bytes);
+        memcpy(want2, add, bytes);
+    }
+    ms_ln_out o = {epi, over ? y2 : add, lda, with_y2 ? y2 : NULL, ld2};
+    ms_ln_out oref = {epi, over ? want2 : add, lda, with_y2 ? want2 : NULL, ld2};
+    ms_layernorm_ex_ref(want, ldy, x, ldx, rows, dim, g, b, 1e-6f, &oref);
+    ms_layernorm_ex(y, ldy, x, ldx, rows, dim, g, b, 1e-6f, &o);
+    char what[96];
+    snprintf(what, sizeof what, "layernorm_ex %lldx%lld epi=%d y2=%d alias=%d", (long long)rows,
+             (long long)dim, (int)epi, with_y2, alias);
+    check_close(y, ldy, want, ldy, rows, dim, 1e-5, 1e-5, what);
+    check_guards(y, rows, dim, ldy, what);
+    check_close(y2, ld2, want2, ld2, rows, dim, 1e-5, 1e-5, what);
+    check_guards(y2, rows, dim, ld2, what);
+    if (y != x) free(y);
+    free(x), free(g), free(b), free(add), free(want), free(y2), free(want2);
+}
+
+START_TEST(test_layernorm_ex_vs_ref)
+{
+    set_mode(_i);
+    static const int64_t rows[] = {1, 3, 37};
+    static const int64_t dims[] = {1, 7, 31, 64, 100, 256};
+    for (int r = 0; r < 3; r++)
+        for (int d = 0; d < 6; d++)
+            for (int e = 0; e < 3; e++)
+                for (int with_y2 = 0; with_y2 < 2; with_y2++)
+                    for (int alias = LN_APART; alias <= (with_y2 ? LN_Y2_OVER_ADD : LN_Y_OVER_X);
+                         alias++)
+                        layernorm_ex_case(rows[r], dims[d], (ms_epilogue)e, with_y2, alias);
+}
+END_TEST
+
 START_TEST(test_gelu)
 {
     set_mode(_i);
@@ -989,6 +1076,8 @@ int main(void)
     tcase_add_loop_test(tc, test_layernorm_ref_vs_double, 0, 3);
     tcase_add_loop_test(tc, test_layernorm_vs_ref, 0, 3);
     tcase_add_loop_test(tc, test_layernorm_in_place, 0, 3);
+    tcase_add_loop_test(tc, test_layernorm_ex_ref_vs_double, 0, 3);
+    tcase_add_loop_test(tc, test_layernorm_ex_vs_ref, 0, 3);
     tcase_add_loop_test(tc, test_gelu, 0, 3);
     tcase_add_loop_test(tc, test_softmax, 0, 3);
     tcase_add_loop_test(tc, test_softmax_cols, 0, 3);
