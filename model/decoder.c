@@ -219,7 +219,8 @@ static ms_status attend_image(ms_sam *m, const sam_attention *a, const float *qp
 /* The tokens attend to the image: queries += the attention of (queries +
  * qpe) to the group's shared image side in the first layer, whose key and
  * value projections prepare_image made, and later to each prompt's image
- * tokens (attend_image). ref: transformer.py Attention.forward */
+ * tokens (attend_image; kin came with the keys from norm4).
+ * ref: transformer.py Attention.forward */
 static ms_status tokens_to_image(ms_sam *m, dec_ws *ws, const sam_attention *a, int first)
 {
     int64_t d = m->hp.prompt_dim, in = a->inner, heads = m->hp.dec_heads, nt = ws->nt;
@@ -229,13 +230,11 @@ static ms_status tokens_to_image(ms_sam *m, dec_ws *ws, const sam_attention *a, 
     for (int64_t b = 0; b < ws->nb; b++) {
         float *qp = ws->qp + b * nt * in, *ao = ws->ao + b * nt * in;
         float *keys = ws->keys + b * hw * d, *kin = ws->kin + b * hw * d;
-        if (first) {
+        if (first)
             MS_TRY(ms_nn_mha(m, qp, ws->img->kp, ws->img->vp, ao, nt, hw, heads, in / heads,
                              head_scale(m, a)));
-        } else {
-            ms_nn_add(m, kin, keys, m->dense_pe, hw * d);
+        else
             MS_TRY(attend_image(m, a, qp, nt, keys, kin, ao));
-        }
     }
     return ms_nn_linear(m, ws->queries, d, ws->ao, in, ws->rows, &a->out, MS_EPI_NONE, 1);
 }
@@ -286,8 +285,7 @@ static ms_status image_to_tokens(ms_sam *m, const sam_attention *a, const float 
 
 /* The image of each prompt attends to its tokens (queries + qpe keyed,
  * queries valued); keys_b += the attention. The image side's queries are
- * kin: the first layer's shared one, else the prompt's, made by
- * tokens_to_image from the unchanged keys. */
+ * kin: the first layer's shared one, else the prompt's. */
 static ms_status images_to_tokens(ms_sam *m, dec_ws *ws, const sam_attention *a, int first)
 {
     int64_t d = m->hp.prompt_dim, in = a->inner, nt = ws->nt, hw = m->hp.grid * m->hp.grid;
@@ -326,7 +324,12 @@ static ms_status layer_forward(ms_sam *m, dec_ws *ws, const sam_dec_layer *l, in
                         MS_EPI_NONE, 1));
     ms_nn_layernorm(m, ws->queries, d, ws->queries, d, rows, d, &l->norm3, eps);
     MS_TRY(images_to_tokens(m, ws, &l->image_to_token, first));
-    ms_nn_layernorm(m, ws->keys, d, ws->keys, d, ws->nb * hw, d, &l->norm4, eps);
+    /* and kin = keys + dense PE for the next attentions, in the same pass */
+    for (int64_t b = 0; b < ws->nb; b++) {
+        float *keys = ws->keys + b * hw * d;
+        ms_ln_out o = {.add = m->dense_pe, .ld_add = d, .y2 = ws->kin + b * hw * d, .ld_y2 = d};
+        ms_nn_layernorm_ex(m, keys, d, keys, d, hw, d, &l->norm4, eps, &o);
+    }
     return MS_OK;
 }
 
@@ -419,8 +422,8 @@ static ms_status upscale_masks(ms_sam *m, const sam_linear *l1, const sam_linear
     if (!up1 || !up2 || !tm) return MS_ERR_NOMEM;
     /* ConvTranspose2d, LayerNorm2d, GELU, ConvTranspose2d, GELU */
     MS_TRY(ms_nn_linear(m, up1, 4 * c1, keys, d, hw, l1, MS_EPI_NONE, 0));
-    ms_nn_layernorm(m, up1, c1, up1, c1, 4 * hw, c1, &m->up_norm, MS_SAM_LN2D_EPS);
-    ms_nn_gelu(m, up1, 4 * hw * c1);
+    ms_nn_layernorm_ex(m, up1, c1, up1, c1, 4 * hw, c1, &m->up_norm, MS_SAM_LN2D_EPS,
+                       &(ms_ln_out){.epi = MS_EPI_GELU});
     MS_TRY(ms_nn_linear(m, up2, 4 * c2, up1, c1, 4 * hw, l2, MS_EPI_GELU, 0));
     ms_sgemm(0, 1, count, 16 * hw, c2, 1.0f, hyper, c2, up2, c2, 0.0f, tm, 16 * hw);
     scatter_masks(logits, tm, g, count);
