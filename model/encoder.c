@@ -332,24 +332,57 @@ static ms_status patch_embed(ms_sam *m, const float *image, float *x)
     return MS_OK;
 }
 
+/* The neck's 3x3 conv (padding 1) on token-major pixels x (g * g, c): x
+ * is copied inside a zero border, pad (g + 2 rows of g + 2 pixels), and
+ * output pixel (i, j) = sum over taps (ky, kx) of pad(i + ky, j + kx)
+ * W_tap^T. Taken as rows of width g + 2, each tap is one GEMM over
+ * consecutive pixels of pad, with no im2col copy of 9 c x g x g values: y
+ * has g * (g + 2) rows, (i, j) at i * (g + 2) + j, and the 2 rows past
+ * each image row's end are spill-over for the caller to drop.
+ * ref: image_encoder.py ImageEncoderViT.neck[2], Conv2d(c, c, 3, padding=1) */
+static ms_status neck_conv3x3(ms_sam *m, const float *x, float *y)
+{
+    int64_t c = m->hp.out_chans, g = m->hp.grid, pw = g + 2;
+    /* the last taps' rows run 2 pixels past the bottom border: zeros too */
+    int64_t pad_px = pw * pw + 2;
+    float *pad = ms_nn_floats(m, pad_px * c), *taps = ms_nn_floats(m, 9 * c * c);
+    float *row = ms_nn_floats(m, 9 * c);
+    if (!pad || !taps || !row) return MS_ERR_NOMEM;
+    memset(pad, 0, (size_t)(pad_px * c) * sizeof *pad);
+    for (int64_t i = 0; i < g; i++)
+        memcpy(pad + ((i + 1) * pw + 1) * c, x + i * g * c, (size_t)(g * c) * sizeof *pad);
+    /* weight (co, ci, ky, kx) -> taps[ky * 3 + kx] (co, ci) */
+    for (int64_t co = 0; co < c; co++) {
+        ms_weight_row_f32(row, m->neck_conv2, co);
+        for (int64_t ci = 0; ci < c; ci++)
+            for (int64_t k = 0; k < 9; k++) taps[(k * c + co) * c + ci] = row[ci * 9 + k];
+    }
+    for (int64_t k = 0; k < 9; k++)
+        ms_sgemm(0, 1, g * pw, c, c, 1.0f, pad + ((k / 3) * pw + k % 3) * c, c, taps + k * c * c,
+                 c, k ? 1.0f : 0.0f, y, c);
+    return MS_OK;
+}
+
 /* ref: image_encoder.py ImageEncoderViT.neck: conv 1x1, LayerNorm2d,
- * conv 3x3, LayerNorm2d, all channel-first. */
+ * conv 3x3, LayerNorm2d. Run on the token-major blocks' output, where the
+ * 1x1 conv is a linear layer and LayerNorm2d a row LayerNorm; only the
+ * embedding is turned channel-first, at the end. */
 static ms_status neck(ms_sam *m, const float *x, float *emb)
 {
     const ms_sam_hparams *h = &m->hp;
-    int64_t e = h->embed_dim, g = h->grid, t = g * g, c = h->out_chans;
+    int64_t e = h->embed_dim, g = h->grid, t = g * g, c = h->out_chans, pw = g + 2;
     ms_arena_mark mark = ms_arena_get_mark(m->arena);
-    int64_t s1 = (int64_t)ms_conv2d_scratch_floats(e, g, g, m->neck_conv1, 1, 0);
-    int64_t s2 = (int64_t)ms_conv2d_scratch_floats(c, g, g, m->neck_conv2, 1, 1);
-    float *xc = ms_nn_floats(m, e * t);
-    float *a = ms_nn_floats(m, c * t), *b = ms_nn_floats(m, c * t);
-    float *scratch = ms_nn_floats(m, s1 > s2 ? s1 : s2);
-    if (!xc || !a || !b || !scratch) return MS_ERR_NOMEM;
-    ms_nn_transpose(m, xc, x, t, e);
-    ms_conv2d(a, xc, e, g, g, m->neck_conv1, NULL, 1, 0, scratch);
-    ms_layernorm_channels(b, a, c, t, m->neck_norm1.g, m->neck_norm1.b, MS_SAM_LN2D_EPS);
-    ms_conv2d(a, b, c, g, g, m->neck_conv2, NULL, 1, 1, scratch);
-    ms_layernorm_channels(emb, a, c, t, m->neck_norm2.g, m->neck_norm2.b, MS_SAM_LN2D_EPS);
+    float *a = ms_nn_floats(m, t * c), *y = ms_nn_floats(m, g * pw * c);
+    if (!a || !y) return MS_ERR_NOMEM;
+    sam_linear conv1 = {m->neck_conv1, NULL};
+    MS_TRY(ms_nn_linear(m, a, c, x, e, t, &conv1, MS_EPI_NONE, 0));
+    ms_nn_layernorm(m, a, c, a, c, t, c, &m->neck_norm1, MS_SAM_LN2D_EPS);
+    MS_TRY(neck_conv3x3(m, a, y));
+    /* the spill-over rows are normalised too (finite, then dropped) */
+    ms_nn_layernorm(m, y, c, y, c, g * pw, c, &m->neck_norm2, MS_SAM_LN2D_EPS);
+    for (int64_t i = 0; i < g; i++)
+        memcpy(a + i * g * c, y + i * pw * c, (size_t)(g * c) * sizeof *a);
+    ms_nn_transpose(m, emb, a, t, c);
     ms_arena_reset(m->arena, mark);
     return MS_OK;
 }
