@@ -27,7 +27,7 @@ extern "C" {
 
 /* Bumped whenever ms_backend, ms_attn, ms_tensor or an op's contract changes:
  * libmedsam_cuda.so refuses a version other than its own. */
-#define MS_BACKEND_ABI 1
+#define MS_BACKEND_ABI 2
 
 /* Heads side by side in one attention call: head i reads q + i * q_step and
  * so on (SAM's fused qkv rows hold the heads at column offsets i * d, and
@@ -76,6 +76,10 @@ struct ms_backend {
                            int64_t cols);
     /* ms_attention over all queries of each head (a describes head 0). */
     ms_status (*attention)(ms_backend *be, const ms_attn *a, const ms_attn_heads *heads);
+    /* ms_rel_pos_bias for one head. */
+    ms_status (*rel_pos)(ms_backend *be, float *bias_h, float *bias_w, const float *q,
+                         int64_t ldq, int64_t tokens, int64_t d, const float *rel_h,
+                         const float *rel_w, int64_t side);
     /* SAM's window_partition: src (grid, grid, e) into dst, the grid padded
      * with zeros to a multiple of `side` and cut into side x side windows
      * (row-major), each window's tokens row-major: (windows * side^2, e). */

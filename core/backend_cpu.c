@@ -160,6 +160,14 @@ static ms_status cpu_attention(ms_backend *be, const ms_attn *a, const ms_attn_h
     return MS_OK;
 }
 
+static ms_status cpu_rel_pos(ms_backend *be, float *bias_h, float *bias_w, const float *q,
+                             int64_t ldq, int64_t tokens, int64_t d, const float *rel_h,
+                             const float *rel_w, int64_t side)
+{
+    ms_rel_pos_bias(bias_h, bias_w, q, ldq, tokens, d, rel_h, rel_w, side);
+    return MS_OK;
+}
+
 /* ---- layout ---- */
 
 static ms_status cpu_transpose(ms_backend *be, float *dst, const float *src, int64_t rows,
@@ -221,6 +229,7 @@ static void set_ops(ms_backend *be)
     be->add_inplace = cpu_add_inplace;
     be->transpose = cpu_transpose;
     be->attention = cpu_attention;
+    be->rel_pos = cpu_rel_pos;
     be->window_partition = cpu_window_partition;
     be->window_unpartition = cpu_window_unpartition;
     be->conv2d = cpu_conv2d;

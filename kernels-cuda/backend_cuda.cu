@@ -167,6 +167,7 @@ static void set_table(ms_backend *be)
     be->add_inplace = ms_cuda_add_inplace;
     be->transpose = ms_cuda_transpose;
     be->attention = ms_cuda_attention;
+    be->rel_pos = ms_cuda_rel_pos;
     be->window_partition = ms_cuda_window_partition;
     be->window_unpartition = ms_cuda_window_unpartition;
     be->conv2d = ms_cuda_conv2d;

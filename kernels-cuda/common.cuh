@@ -140,6 +140,9 @@ ms_status ms_cuda_add_inplace(ms_backend *be, float *y, const float *x, int64_t 
 ms_status ms_cuda_transpose(ms_backend *be, float *dst, const float *src, int64_t rows,
                             int64_t cols);
 ms_status ms_cuda_attention(ms_backend *be, const ms_attn *a, const ms_attn_heads *heads);
+ms_status ms_cuda_rel_pos(ms_backend *be, float *bias_h, float *bias_w, const float *q,
+                          int64_t ldq, int64_t tokens, int64_t d, const float *rel_h,
+                          const float *rel_w, int64_t side);
 ms_status ms_cuda_window_partition(ms_backend *be, float *dst, const float *src, int64_t grid,
                                    int64_t e, int64_t side);
 ms_status ms_cuda_window_unpartition(ms_backend *be, float *dst, const float *src, int64_t grid,

@@ -129,6 +129,19 @@ size_t ms_attention_scratch_floats(const ms_attn *a);
 void ms_attention(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch);
 void ms_attention_ref(const ms_attn *a, int64_t q_begin, int64_t q_end, float *scratch);
 
+/* SAM's decomposed relative-position terms (add_decomposed_rel_pos) for
+ * `tokens` query rows laid out window after window, each window side x side
+ * tokens row-major (a global block is one window of the whole grid): for
+ * token t at (y, x) inside its window and k in [0, side),
+ *   bias_h[t * side + k] = q_t . rel_h[y - k + side - 1]
+ *   bias_w[t * side + k] = q_t . rel_w[x - k + side - 1]
+ * q_t = q + t * ldq (d floats, unscaled), rel_h and rel_w (2 side - 1, d)
+ * contiguous. The outputs are ms_attn's bias_h / bias_w (ld side). tokens
+ * is a multiple of side * side. One plain version (no *_ref twin): it does
+ * 1/side of the attention's arithmetic, so SIMD variants would gain little. */
+void ms_rel_pos_bias(float *bias_h, float *bias_w, const float *q, int64_t ldq, int64_t tokens,
+                     int64_t d, const float *rel_h, const float *rel_w, int64_t side);
+
 /* ---- convolutions (NCHW, batch handled by the caller) -------------------- */
 /* y (Cout, Ho, Wo) = conv(x (Cin, H, W), w (Cout, Cin, kh, kw)) + bias,
  * stride s, zero padding p. scratch: ms_conv2d_scratch_floats() (im2col). */

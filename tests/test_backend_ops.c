@@ -541,6 +541,67 @@ START_TEST(test_attention)
 }
 END_TEST
 
+/* ---- relative-position terms ---- */
+
+#define RELPOS_GAP 8 /* canaries between bias_h and bias_w in the one output */
+
+typedef struct relpos_p {
+    int64_t tokens, d, ldq, side;
+} relpos_p;
+
+/* Inputs: q, rel_h, rel_w. The output is bias_h, the gap, then bias_w. */
+static ms_status relpos_run(ms_backend *be, const op_case *c, void *const *in, float *out)
+{
+    const relpos_p *p = c->p;
+    float *bias_w = out + p->tokens * p->side + RELPOS_GAP;
+    return be->rel_pos(be, out, bias_w, in[0], p->ldq, p->tokens, p->d, in[1], in[2], p->side);
+}
+
+static void relpos_direct(const op_case *c, float *out)
+{
+    const relpos_p *p = c->p;
+    float *bias_w = out + p->tokens * p->side + RELPOS_GAP;
+    ms_rel_pos_bias(out, bias_w, c->in[0], p->ldq, p->tokens, p->d, c->in[1], c->in[2], p->side);
+}
+
+static void relpos_case(int64_t windows, int64_t side, int64_t d, int64_t ldq)
+{
+    relpos_p p = {windows * side * side, d, ldq, side};
+    int64_t n = p.tokens * side;
+    op_case c = {.p = &p, .run = relpos_run, .direct = relpos_direct, .tol = 1e-5};
+    snprintf(c.name, sizeof c.name, "rel_pos windows=%lld side=%lld d=%lld ldq=%lld",
+             (long long)windows, (long long)side, (long long)d, (long long)ldq);
+    /* q's last row ends after d floats: reading past it shows under ASan. */
+    add_floats(&c, (p.tokens - 1) * ldq + d, -1, 1);
+    add_floats(&c, (2 * side - 1) * d, -1, 1);
+    add_floats(&c, (2 * side - 1) * d, -1, 1);
+    set_output(&c, 2 * n + RELPOS_GAP, -1, 1);
+    /* NaN where the op must write (a value left unwritten stays NaN), the
+     * canary in the gap (a value written there differs from it). */
+    for (int64_t i = 0; i < c.n_out; i++)
+        c.out_init[i] = i < n || i >= n + RELPOS_GAP ? NAN : canary();
+    float *cpu = check_case(&c);
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(isfinite(cpu[i]) && isfinite(cpu[n + RELPOS_GAP + i]),
+                      "rel_pos: element %lld not written", (long long)i);
+    for (int64_t i = 0; i < RELPOS_GAP; i++)
+        ck_assert_msg(bits(cpu[n + i]) == CANARY, "rel_pos: wrote past bias_h (gap %lld)",
+                      (long long)i);
+    free(cpu);
+}
+
+START_TEST(test_rel_pos)
+{
+    /* windows, side, d, ldq: strided q rows (a head inside fused qkv rows),
+     * SAM's 14 x 14 window and 64 x 64 global block, a 1 x 1 window. */
+    static const int64_t cases[][4] = {
+        {2, 3, 5, 16}, {1, 14, 64, 192}, {3, 1, 7, 9}, {4, 7, 33, 33}, {1, 64, 64, 192},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        relpos_case(cases[i][0], cases[i][1], cases[i][2], cases[i][3]);
+}
+END_TEST
+
 /* ---- layout ---- */
 
 typedef struct layout_p {
@@ -868,6 +929,7 @@ int main(void)
     tcase_add_test(ops, test_elementwise);
     tcase_add_test(ops, test_softmax_rows);
     tcase_add_test(ops, test_attention);
+    tcase_add_test(ops, test_rel_pos);
     tcase_add_test(ops, test_layout);
     tcase_add_test(ops, test_conv);
     tcase_add_test(ops, test_cpu_backend_fresh);

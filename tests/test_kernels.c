@@ -924,6 +924,73 @@ START_TEST(test_attention_few_extreme_logits)
 }
 END_TEST
 
+/* ---- relative-position terms ------------------------------------------------ */
+
+/* get_rel_pos for equal query and key sizes, in double: R[i][j] (d values)
+ * = rel[(q_i - k_j) + (side - 1)] with q_i = i, k_j = j. */
+static double *rel_pos_table(const float *rel, int64_t side, int64_t d)
+{
+    double *r = malloc((size_t)(side * side * d) * sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    for (int64_t i = 0; i < side; i++)
+        for (int64_t j = 0; j < side; j++)
+            for (int64_t c = 0; c < d; c++)
+                r[(i * side + j) * d + c] = rel[((i - j) + (side - 1)) * d + c];
+    return r;
+}
+
+/* add_decomposed_rel_pos's einsums, bhwc,hkc->bhwk and bhwc,wkc->bhwk, over
+ * windows b of side x side queries (h, w), against ms_rel_pos_bias. The
+ * tolerance scales with the sum of |products|, which bounds a float sum's
+ * rounding however much the terms cancel. */
+static void rel_pos_case(int64_t windows, int64_t side, int64_t d, int64_t ldq)
+{
+    int64_t tokens = windows * side * side, len = 2 * side - 1;
+    float *q = random_f((tokens - 1) * ldq + d, -2, 2);
+    float *rel_h = random_f(len * d, -1, 1), *rel_w = random_f(len * d, -1, 1);
+    float *bias_h = guarded(tokens, side, side), *bias_w = guarded(tokens, side, side);
+    ms_rel_pos_bias(bias_h, bias_w, q, ldq, tokens, d, rel_h, rel_w, side);
+    double *rh = rel_pos_table(rel_h, side, d), *rw = rel_pos_table(rel_w, side, d);
+    char what[96];
+    snprintf(what, sizeof what, "rel_pos windows=%lld side=%lld d=%lld ldq=%lld",
+             (long long)windows, (long long)side, (long long)d, (long long)ldq);
+    for (int64_t b = 0; b < windows; b++)
+        for (int64_t h = 0; h < side; h++)
+            for (int64_t w = 0; w < side; w++)
+                for (int64_t k = 0; k < side; k++) {
+                    int64_t t = (b * side + h) * side + w;
+                    const float *qt = q + t * ldq;
+                    double eh = 0, ew = 0, mh = 0, mw = 0;
+                    for (int64_t c = 0; c < d; c++) {
+                        double ph = qt[c] * rh[(h * side + k) * d + c];
+                        double pw = qt[c] * rw[(w * side + k) * d + c];
+                        eh += ph, ew += pw, mh += fabs(ph), mw += fabs(pw);
+                    }
+                    EXPECT(fabs(bias_h[t * side + k] - eh) <= 1e-5 * mh,
+                           "%s: bias_h[%lld][%lld] = %.9g, want %.9g", what, (long long)t,
+                           (long long)k, bias_h[t * side + k], eh);
+                    EXPECT(fabs(bias_w[t * side + k] - ew) <= 1e-5 * mw,
+                           "%s: bias_w[%lld][%lld] = %.9g, want %.9g", what, (long long)t,
+                           (long long)k, bias_w[t * side + k], ew);
+                }
+    check_guards(bias_h, tokens, side, side, what);
+    check_guards(bias_w, tokens, side, side, what);
+    free(q), free(rel_h), free(rel_w), free(bias_h), free(bias_w), free(rh), free(rw);
+}
+
+/* The op has one version, so this runs once rather than in every mode. */
+START_TEST(test_rel_pos_bias_vs_double)
+{
+    /* windows, side, d, ldq: odd sizes with strided and contiguous q rows,
+     * SAM's 14 x 14 window with a head of fused qkv rows, a 1 x 1 window. */
+    rel_pos_case(2, 3, 5, 16);
+    rel_pos_case(3, 5, 7, 7);
+    rel_pos_case(1, 14, 64, 192);
+    rel_pos_case(2, 9, 33, 100);
+    rel_pos_case(3, 1, 7, 9);
+}
+END_TEST
+
 /* ---- convolutions ----------------------------------------------------------- */
 
 START_TEST(test_conv2d_ref_vs_double)
@@ -1086,6 +1153,7 @@ int main(void)
     tcase_add_loop_test(tc, test_attention_extreme_logits, 0, 3);
     tcase_add_loop_test(tc, test_attention_few_vs_ref, 0, 3);
     tcase_add_loop_test(tc, test_attention_few_extreme_logits, 0, 3);
+    tcase_add_test(tc, test_rel_pos_bias_vs_double);
     tcase_add_loop_test(tc, test_conv2d_ref_vs_double, 0, 3);
     tcase_add_loop_test(tc, test_conv2d_vs_ref, 0, 3);
     tcase_add_loop_test(tc, test_conv_transpose_ref_vs_definition, 0, 3);
