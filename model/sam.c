@@ -227,6 +227,7 @@ ms_status ms_sam_create(const ms_weights *w, int n_threads, ms_sam **out)
 void ms_sam_free(ms_sam *m)
 {
     if (!m) return;
+    ms_sam_device_free(m);
     ms_pool_free(m->pool);
     ms_arena_free(m->arena);
     for (int64_t i = 0; i < m->n_owned; i++) free(m->owned[i]);

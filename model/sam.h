@@ -39,6 +39,16 @@ const ms_sam_hparams *ms_sam_params(const ms_sam *m);
  * emb: (out_chans, grid, grid). */
 ms_status ms_sam_encode(ms_sam *m, const float *image, float *emb);
 
+/* The same on a compute backend (core/backend.h), op by op through its
+ * table: image and emb stay in host memory. The first call with a backend
+ * uploads the weights and plans the activations there; they stay until the
+ * model is freed or another backend is used. */
+typedef struct ms_backend ms_backend;
+ms_status ms_sam_encode_on(ms_sam *m, ms_backend *be, const float *image, float *emb);
+/* Bytes the model holds on its backend: the weights and the activations
+ * (the backend's own workspace not included); 0 before ms_sam_encode_on. */
+uint64_t ms_sam_device_bytes(const ms_sam *m);
+
 /* Called after the patch embedding (+ position) with block = -1, then after
  * each encoder block, with x as (grid, grid, embed_dim). For parity tests. */
 typedef void (*ms_sam_block_hook)(void *ctx, int block, const float *x);

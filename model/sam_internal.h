@@ -61,6 +61,7 @@ struct ms_sam {
     void *hook_ctx;
     float **owned; /* f32 copies of small tensors stored in another dtype */
     int64_t n_owned;
+    struct sam_device *dev; /* the encoder on a backend (encoder_device.c), or NULL */
 
     /* image encoder */
     const ms_tensor *patch_w;
@@ -110,6 +111,8 @@ ms_status ms_sam_bind_linear(ms_sam *m, sam_linear *l, const char *prefix, int64
 ms_status ms_sam_bind_norm(ms_sam *m, sam_norm *n, const char *prefix, int64_t dim);
 
 ms_status ms_sam_bind_encoder(ms_sam *m);
+/* Frees m->dev (the weights and activations on its backend). */
+void ms_sam_device_free(ms_sam *m);
 ms_status ms_sam_bind_prompt_encoder(ms_sam *m);
 ms_status ms_sam_bind_decoder(ms_sam *m);
 

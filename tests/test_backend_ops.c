@@ -896,26 +896,9 @@ START_TEST(test_cli_backends)
 }
 END_TEST
 
-/* The library beside the binaries' build directory, unless the caller
- * named one: this test lives in BUILD/tests/, the library in BUILD/. */
-static void find_built_library(void)
-{
-    const char *env = getenv("MEDSAM_CUDA_LIB");
-    char exe[4096];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[len > 0 ? len : 0] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = 0;
-    if (env && *env)
-        snprintf(g_cuda_lib, sizeof g_cuda_lib, "%s", env);
-    else
-        snprintf(g_cuda_lib, sizeof g_cuda_lib, "%s/../libmedsam_cuda.so", exe);
-    setenv("MEDSAM_CUDA_LIB", g_cuda_lib, 1);
-}
-
 int main(void)
 {
-    find_built_library();
+    snprintf(g_cuda_lib, sizeof g_cuda_lib, "%s", ms_test_cuda_library());
     g_cpu = ms_backend_get(MS_BACKEND_CPU, NULL);
     g_cuda = ms_backend_get(MS_BACKEND_CUDA, &g_cuda_why);
     if (!g_cpu) return 1;

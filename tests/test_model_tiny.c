@@ -1,8 +1,11 @@
 /* model/: the tiny SAM of the fixtures (sam/tiny_s1: dim 96, depth 4, global
  * blocks 1 and 3) against the official code's float64 outputs: the patch
  * embedding and every encoder block, the image embedding, the dense PE and
- * the seven prompt cases; the same with q8 weights (q8/). Also: a wrong or
- * missing tensor is refused naming it, and malformed batches are refused.
+ * the seven prompt cases; the same with q8 weights (q8/). The same again
+ * with the encoder run op by op through a compute backend's table
+ * (ms_sam_encode_on): on the CPU backend always, on CUDA when usable (else
+ * skipped, saying why). Also: a wrong or missing tensor is refused naming
+ * it, and malformed batches are refused.
  *
  * The checkpoint is converted and encoded once in main(). The tests run
  * without fork: a forked child would have none of the worker threads of the
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "model/sam.h"
 #include "util.h"
 #include "util_model.h"
@@ -21,35 +25,73 @@
 #define DIR_Q8 "sam/tiny_s1/q8"
 #define THREADS 2
 
+/* The encoder's outputs after the patch embedding + pos ([0]) and after
+ * each block i ([i + 1]), kept by the block hook. */
+typedef struct captured {
+    const ms_test_model *tm;
+    float *blocks[MS_SAM_MAX_BLOCKS + 1];
+} captured;
+
+/* The encoder through a backend's table: f32, q8 and f16 weights. */
+typedef struct on_backend {
+    const char *name;
+    ms_backend *be; /* NULL: unusable, why says why */
+    const char *why;
+    ms_test_model f32, q8, f16;
+    captured cap;
+} on_backend;
+
 static struct {
     const char *skip; /* fixtures absent: every test passes saying so */
     char err[512];    /* cases.jsonl unreadable */
     ms_test_model f32, f16, q8;
-    float *blocks[MS_SAM_MAX_BLOCKS + 1]; /* [0]: patch embed + pos; [i + 1]: block i */
+    captured cap;
+    on_backend be[MS_BACKEND_COUNT];
     ms_case cases[MS_CASE_MAX];
     int n_cases;
 } g;
 
 static void capture(void *ctx, int block, const float *x)
 {
-    const ms_test_model *tm = ctx;
-    size_t bytes = (size_t)(tm->grid * tm->grid * tm->embed_dim) * sizeof(float);
-    g.blocks[block + 1] = malloc(bytes);
-    if (g.blocks[block + 1]) memcpy(g.blocks[block + 1], x, bytes);
+    captured *c = ctx;
+    size_t bytes = (size_t)(c->tm->grid * c->tm->grid * c->tm->embed_dim) * sizeof(float);
+    c->blocks[block + 1] = malloc(bytes);
+    if (c->blocks[block + 1]) memcpy(c->blocks[block + 1], x, bytes);
+}
+
+static void setup_backend(on_backend *b, ms_backend_id id, const char *pth)
+{
+    char name[64];
+    b->name = ms_backend_id_name(id);
+    b->be = ms_backend_get(id, &b->why);
+    if (!b->be) return;
+    b->cap.tm = &b->f32;
+    snprintf(name, sizeof name, "tiny_f32_%s.msw", b->name);
+    ms_test_model_prepare_on(&b->f32, DIR, pth, MS_CONVERT_F32, name, THREADS, b->be, capture,
+                             &b->cap);
+    snprintf(name, sizeof name, "tiny_q8_%s.msw", b->name);
+    ms_test_model_prepare_on(&b->q8, DIR, pth, MS_CONVERT_Q8, name, THREADS, b->be, NULL, NULL);
+    snprintf(name, sizeof name, "tiny_f16_%s.msw", b->name);
+    ms_test_model_prepare_on(&b->f16, DIR, pth, MS_CONVERT_F16, name, THREADS, b->be, NULL, NULL);
 }
 
 static void setup(void)
 {
-    const char *pth = ms_test_fixture(DIR "/model.pth");
-    if (!pth) {
+    const char *found = ms_test_fixture(DIR "/model.pth");
+    if (!found) {
         g.skip = DIR;
         return;
     }
-    ms_test_model_prepare(&g.f32, DIR, pth, MS_CONVERT_F32, "tiny_f32.msw", THREADS, capture, &g.f32);
+    char pth[1024]; /* found is a buffer that later lookups reuse */
+    snprintf(pth, sizeof pth, "%s", found);
+    g.cap.tm = &g.f32;
+    ms_test_model_prepare(&g.f32, DIR, pth, MS_CONVERT_F32, "tiny_f32.msw", THREADS, capture, &g.cap);
     ms_test_model_prepare(&g.q8, DIR, pth, MS_CONVERT_Q8, "tiny_q8.msw", THREADS, NULL, NULL);
     /* The fixture weights are exact in half precision: the f16 file must
      * meet the same references at the same tolerances. */
     ms_test_model_prepare(&g.f16, DIR, pth, MS_CONVERT_F16, "tiny_f16.msw", THREADS, NULL, NULL);
+    ms_test_cuda_library();
+    for (int id = 0; id < MS_BACKEND_COUNT; id++) setup_backend(&g.be[id], (ms_backend_id)id, pth);
     const char *err;
     g.n_cases = ms_test_read_cases(ms_test_fixture(DIR "/cases.jsonl"), g.cases, MS_CASE_MAX, &err);
     if (g.n_cases < 0) snprintf(g.err, sizeof g.err, "%s", err);
@@ -67,16 +109,50 @@ static int ready(const ms_test_model *tm)
     return 1;
 }
 
-START_TEST(test_encoder_blocks)
+static void check_block(const captured *c, int i)
 {
-    if (!ready(&g.f32)) return;
-    int block = _i - 1;
+    if (!ready(c->tm)) return;
+    int block = i - 1;
     char name[64];
     if (block < 0) snprintf(name, sizeof name, "enc_patch_embed_pos.npy");
     else snprintf(name, sizeof name, "enc_block%02d.npy", block);
-    ck_assert_ptr_nonnull(g.blocks[_i]);
-    int64_t n = g.f32.grid * g.f32.grid * g.f32.embed_dim;
-    ms_test_assert_close(DIR, name, g.blocks[_i], n, 2e-3);
+    ck_assert_ptr_nonnull(c->blocks[i]);
+    int64_t n = c->tm->grid * c->tm->grid * c->tm->embed_dim;
+    ms_test_assert_close(DIR, name, c->blocks[i], n, 2e-3);
+}
+
+START_TEST(test_encoder_blocks) { check_block(&g.cap, _i); }
+END_TEST
+
+/* 1: backend id's half runs; 0: it is unusable here (said so). */
+static int backend_ready(int id)
+{
+    if (g.skip) {
+        ms_test_skip(g.skip);
+        return 0;
+    }
+    if (g.be[id].be) return 1;
+    printf("SKIP encoder on backend %s: unusable: %s\n", g.be[id].name, g.be[id].why);
+    return 0;
+}
+
+/* _i = backend id * (depth + 1) + the block's slot */
+START_TEST(test_backend_blocks)
+{
+    int per = (int)g.f32.depth + 1, id = _i / per;
+    if (backend_ready(id)) check_block(&g.be[id].cap, _i % per);
+}
+END_TEST
+
+START_TEST(test_backend_embeddings)
+{
+    on_backend *b = &g.be[_i / 3];
+    if (!backend_ready(_i / 3)) return;
+    const ms_test_model *tm[3] = {&b->f32, &b->q8, &b->f16};
+    const char *dir[3] = {DIR, DIR_Q8, DIR};
+    if (!ready(tm[_i % 3])) return;
+    printf("backend %s: ", b->name);
+    ms_test_check_embeddings(tm[_i % 3], dir[_i % 3]);
 }
 END_TEST
 
@@ -106,6 +182,17 @@ static void run_case(const ms_test_model *tm, const char *dir, int i)
     ck_assert_msg(g.n_cases == 7, "cases.jsonl: %d cases, expected 7", g.n_cases);
     ms_test_check_case(tm, dir, &g.cases[i], THREADS);
 }
+
+/* _i = backend id * 2 * n_cases + (q8 ? n_cases : 0) + the case */
+START_TEST(test_backend_cases)
+{
+    int n = g.n_cases > 0 ? g.n_cases : 1, id = _i / (2 * n), q8 = (_i / n) % 2;
+    const ms_test_model *tm = q8 ? &g.be[id].q8 : &g.be[id].f32;
+    if (!backend_ready(id) || !ready(tm)) return;
+    printf("backend %s: ", g.be[id].name);
+    run_case(tm, q8 ? DIR_Q8 : DIR, _i % n);
+}
+END_TEST
 
 START_TEST(test_cases) { run_case(&g.f32, DIR, _i); }
 END_TEST
@@ -290,6 +377,9 @@ int main(void)
     tcase_add_loop_test(tc, test_cases, 0, cases);
     tcase_add_loop_test(tc, test_cases_q8, 0, cases);
     tcase_add_loop_test(tc, test_cases_f16, 0, cases);
+    tcase_add_loop_test(tc, test_backend_blocks, 0, MS_BACKEND_COUNT * ((int)g.f32.depth + 1));
+    tcase_add_loop_test(tc, test_backend_embeddings, 0, MS_BACKEND_COUNT * 3);
+    tcase_add_loop_test(tc, test_backend_cases, 0, MS_BACKEND_COUNT * 2 * cases);
     tcase_add_test(tc, test_peak_bytes);
     tcase_add_test(tc, test_batch_is_per_prompt);
     tcase_add_test(tc, test_bad_prompts_refused);
@@ -303,6 +393,14 @@ int main(void)
     ms_test_model_release(&g.f32);
     ms_test_model_release(&g.q8);
     ms_test_model_release(&g.f16);
-    for (int i = 0; i <= MS_SAM_MAX_BLOCKS; i++) free(g.blocks[i]);
+    for (int i = 0; i <= MS_SAM_MAX_BLOCKS; i++) free(g.cap.blocks[i]);
+    for (int id = 0; id < MS_BACKEND_COUNT; id++) {
+        on_backend *b = &g.be[id];
+        ms_test_model_release(&b->f32);
+        ms_test_model_release(&b->q8);
+        ms_test_model_release(&b->f16);
+        for (int i = 0; i <= MS_SAM_MAX_BLOCKS; i++) free(b->cap.blocks[i]);
+    }
+    ms_backend_release_all();
     return failed ? 1 : 0;
 }

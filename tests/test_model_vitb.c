@@ -3,7 +3,10 @@
  * outputs: the first 8 token rows after the patch embedding, block 0 and
  * block 2 (the first global block), the image embedding, the dense PE and
  * the seven prompt cases; the same with q8 weights (q8/), and the q8 masks'
- * Dice against the f32 masks next to the references' own. Prints the
+ * Dice against the f32 masks next to the references' own. The same
+ * references for the encoder run through the CUDA backend's table
+ * (ms_sam_encode_on, f32 and q8) when CUDA is usable, else skipped, saying
+ * why (the CPU backend's table is checked on the tiny SAM). Prints the
  * encoder time, the decode time per box and the peak activation memory.
  *
  * model.pth.gz is unpacked once into the scratch folder and kept there; the
@@ -19,6 +22,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "core/backend.h"
 #include "model/sam.h"
 #include "util.h"
 #include "util_model.h"
@@ -28,11 +32,21 @@
 #define THREADS 2
 #define ROWS 8 /* token rows of the grid kept by the block fixtures */
 
+/* Rows 0-7 after: patch embed + pos, block 0, block 2 (the block hook). */
+typedef struct captured {
+    const ms_test_model *tm;
+    float *rows[3];
+} captured;
+
 static struct {
     const char *skip; /* fixtures absent: every test passes saying so */
     char err[512];    /* unpacking or cases.jsonl failed */
     ms_test_model f32, f16, q8;
-    float *rows[3];   /* rows 0-7 after: patch embed + pos, block 0, block 2 */
+    captured cap;
+    ms_backend *cuda; /* NULL: unusable, cuda_why says why */
+    const char *cuda_why;
+    ms_test_model cuda_f32, cuda_q8;
+    captured cuda_cap;
     ms_case cases[MS_CASE_MAX];
     int n_cases;
 } g;
@@ -42,12 +56,26 @@ static const char *const k_row_files[3] = {
 
 static void capture(void *ctx, int block, const float *x)
 {
-    const ms_test_model *tm = ctx;
+    captured *c = ctx;
     int slot = block == -1 ? 0 : block == 0 ? 1 : block == 2 ? 2 : -1;
     if (slot < 0) return;
-    size_t bytes = (size_t)(ROWS * tm->grid * tm->embed_dim) * sizeof(float);
-    g.rows[slot] = malloc(bytes);
-    if (g.rows[slot]) memcpy(g.rows[slot], x, bytes);
+    size_t bytes = (size_t)(ROWS * c->tm->grid * c->tm->embed_dim) * sizeof(float);
+    c->rows[slot] = malloc(bytes);
+    if (c->rows[slot]) memcpy(c->rows[slot], x, bytes);
+}
+
+static void setup_cuda(const char *pth)
+{
+    ms_test_cuda_library();
+    g.cuda = ms_backend_get(MS_BACKEND_CUDA, &g.cuda_why);
+    if (!g.cuda) return;
+    g.cuda_cap.tm = &g.cuda_f32;
+    ms_test_model_prepare_on(&g.cuda_f32, DIR, pth, MS_CONVERT_F32, "vit_b_f32_cuda.msw",
+                             THREADS, g.cuda, capture, &g.cuda_cap);
+    printf("ViT-B f32 encoder on CUDA (%s): %.3f s, first image (weights uploaded)\n",
+           g.cuda->device, g.cuda_f32.encode_ms / 1e3);
+    ms_test_model_prepare_on(&g.cuda_q8, DIR, pth, MS_CONVERT_Q8, "vit_b_q8_cuda.msw", THREADS,
+                             g.cuda, NULL, NULL);
 }
 
 /* Unpacks gz into out unless out exists; writes a temporary file first so
@@ -85,7 +113,8 @@ static void setup(void)
     ms_test_scratch("probe"); /* creates the scratch folder */
     snprintf(pth, sizeof pth, "%s/vit_b_s1_model.pth", dir && *dir ? dir : "build/scratch");
     if (gunzip_once(gz, pth)) return;
-    ms_test_model_prepare(&g.f32, DIR, pth, MS_CONVERT_F32, "vit_b_f32.msw", THREADS, capture, &g.f32);
+    g.cap.tm = &g.f32;
+    ms_test_model_prepare(&g.f32, DIR, pth, MS_CONVERT_F32, "vit_b_f32.msw", THREADS, capture, &g.cap);
     printf("ViT-B f32 encoder: %.2f s (%d threads), peak activations %.1f MB\n",
            g.f32.encode_ms / 1e3, THREADS, (double)g.f32.peak_bytes / 1e6);
     ms_test_model_prepare(&g.q8, DIR, pth, MS_CONVERT_Q8, "vit_b_q8.msw", THREADS, NULL, NULL);
@@ -93,6 +122,7 @@ static void setup(void)
      * meet the same references at the same tolerances. */
     ms_test_model_prepare(&g.f16, DIR, pth, MS_CONVERT_F16, "vit_b_f16.msw", THREADS, NULL, NULL);
     printf("ViT-B q8 encoder: %.2f s (%d threads)\n", g.q8.encode_ms / 1e3, THREADS);
+    setup_cuda(pth);
     const char *err;
     g.n_cases = ms_test_read_cases(ms_test_fixture(DIR "/cases.jsonl"), g.cases, MS_CASE_MAX, &err);
     if (g.n_cases < 0) snprintf(g.err, sizeof g.err, "%s", err);
@@ -110,12 +140,42 @@ static int ready(const ms_test_model *tm)
     return 1;
 }
 
-START_TEST(test_encoder_rows)
+static void check_rows(const captured *c, int i)
 {
-    if (!ready(&g.f32)) return;
-    ck_assert_ptr_nonnull(g.rows[_i]);
-    int64_t n = ROWS * g.f32.grid * g.f32.embed_dim;
-    ms_test_assert_close(DIR, k_row_files[_i], g.rows[_i], n, 2e-3);
+    if (!ready(c->tm)) return;
+    ck_assert_ptr_nonnull(c->rows[i]);
+    int64_t n = ROWS * c->tm->grid * c->tm->embed_dim;
+    ms_test_assert_close(DIR, k_row_files[i], c->rows[i], n, 2e-3);
+}
+
+START_TEST(test_encoder_rows) { check_rows(&g.cap, _i); }
+END_TEST
+
+/* 1: the CUDA half runs; 0: skipped, said why. */
+static int cuda_ready(void)
+{
+    if (g.skip) {
+        ms_test_skip(g.skip);
+        return 0;
+    }
+    if (g.cuda) return 1;
+    printf("SKIP ViT-B encoder on CUDA: unusable: %s\n", g.cuda_why);
+    return 0;
+}
+
+START_TEST(test_cuda_rows)
+{
+    if (cuda_ready()) check_rows(&g.cuda_cap, _i);
+}
+END_TEST
+
+START_TEST(test_cuda_embeddings)
+{
+    if (!cuda_ready()) return;
+    const ms_test_model *tm = _i ? &g.cuda_q8 : &g.cuda_f32;
+    if (!ready(tm)) return;
+    printf("cuda: ");
+    ms_test_check_embeddings(tm, _i ? DIR_Q8 : DIR);
 }
 END_TEST
 
@@ -153,6 +213,18 @@ START_TEST(test_cases_q8) { run_case(&g.q8, DIR_Q8, _i); }
 END_TEST
 
 START_TEST(test_cases_f16) { run_case(&g.f16, DIR, _i); }
+END_TEST
+
+/* _i = (q8 ? n_cases : 0) + the case */
+START_TEST(test_cuda_cases)
+{
+    int n = g.n_cases > 0 ? g.n_cases : 1, q8 = _i / n;
+    if (!cuda_ready()) return;
+    const ms_test_model *tm = q8 ? &g.cuda_q8 : &g.cuda_f32;
+    if (!ready(tm)) return;
+    printf("cuda: ");
+    run_case(tm, q8 ? DIR_Q8 : DIR, _i % n);
+}
 END_TEST
 
 /* q8 weights perturb the masks as PyTorch's same quantisation does: the Dice
@@ -219,6 +291,9 @@ int main(void)
     tcase_add_loop_test(tc, test_cases_f16, 0, cases);
     tcase_add_loop_test(tc, test_q8_dice, 0, cases);
     tcase_add_test(tc, test_decode_repeatable_and_timed);
+    tcase_add_loop_test(tc, test_cuda_rows, 0, 3);
+    tcase_add_loop_test(tc, test_cuda_embeddings, 0, 2);
+    tcase_add_loop_test(tc, test_cuda_cases, 0, 2 * cases);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_set_fork_status(r, CK_NOFORK);
@@ -228,6 +303,12 @@ int main(void)
     ms_test_model_release(&g.f32);
     ms_test_model_release(&g.q8);
     ms_test_model_release(&g.f16);
-    for (int i = 0; i < 3; i++) free(g.rows[i]);
+    ms_test_model_release(&g.cuda_f32);
+    ms_test_model_release(&g.cuda_q8);
+    for (int i = 0; i < 3; i++) {
+        free(g.cap.rows[i]);
+        free(g.cuda_cap.rows[i]);
+    }
+    ms_backend_release_all();
     return failed ? 1 : 0;
 }

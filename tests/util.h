@@ -11,6 +11,10 @@
 const char *ms_test_fixture(const char *rel);
 /* Prints "SKIP <what>: fixtures not found at <dir>" once per call. */
 void ms_test_skip(const char *what);
+/* The libmedsam_cuda.so this build made (BUILD/, the tests living in
+ * BUILD/tests/), unless $MEDSAM_CUDA_LIB names one; sets $MEDSAM_CUDA_LIB to
+ * it so that the CUDA backend is looked for there. */
+const char *ms_test_cuda_library(void);
 /* Path of a scratch file under build/ (created directory), rotating buffers. */
 const char *ms_test_scratch(const char *name);
 

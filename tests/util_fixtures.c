@@ -148,3 +148,20 @@ int ms_test_run_cli(const char *args, char *out, size_t n_out, char *err, size_t
     take_file(log, err, n_err);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+const char *ms_test_cuda_library(void)
+{
+    static char lib[4200];
+    const char *env = getenv("MEDSAM_CUDA_LIB");
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[len > 0 ? len : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    if (env && *env)
+        snprintf(lib, sizeof lib, "%s", env);
+    else
+        snprintf(lib, sizeof lib, "%s/../libmedsam_cuda.so", exe);
+    setenv("MEDSAM_CUDA_LIB", lib, 1);
+    return lib;
+}

@@ -264,8 +264,8 @@ static void prepare_fail(ms_test_model *tm, const char *what, const char *detail
     snprintf(tm->err, sizeof tm->err, "%.100s: %.400s", what, detail);
 }
 
-static void encode(ms_test_model *tm, const char *dir, int threads, ms_sam_block_hook hook,
-                   void *ctx)
+static void encode(ms_test_model *tm, const char *dir, int threads, ms_backend *be,
+                   ms_sam_block_hook hook, void *ctx)
 {
     ms_sam *m;
     if (ms_sam_create(tm->w, threads, &m) != MS_OK) {
@@ -284,8 +284,9 @@ static void encode(ms_test_model *tm, const char *dir, int threads, ms_sam_block
     double t0 = now_ms();
     if (!img || !tm->emb)
         prepare_fail(tm, dir, "image_1024_u8.npy: unreadable");
-    else if (ms_sam_encode(m, img, tm->emb) != MS_OK)
-        prepare_fail(tm, "ms_sam_encode", ms_last_error());
+    else if ((be ? ms_sam_encode_on(m, be, img, tm->emb) : ms_sam_encode(m, img, tm->emb)) !=
+             MS_OK)
+        prepare_fail(tm, "encode", ms_last_error());
     tm->encode_ms = now_ms() - t0;
     tm->peak_bytes = ms_sam_peak_bytes(m);
     free(img);
@@ -307,6 +308,13 @@ ms_status ms_test_convert_fixture(const char *dir, const char *pth, ms_convert_d
 void ms_test_model_prepare(ms_test_model *tm, const char *dir, const char *pth, ms_convert_dtype dtype,
                            const char *name, int threads, ms_sam_block_hook hook, void *ctx)
 {
+    ms_test_model_prepare_on(tm, dir, pth, dtype, name, threads, NULL, hook, ctx);
+}
+
+void ms_test_model_prepare_on(ms_test_model *tm, const char *dir, const char *pth,
+                              ms_convert_dtype dtype, const char *name, int threads,
+                              ms_backend *be, ms_sam_block_hook hook, void *ctx)
+{
     memset(tm, 0, sizeof *tm);
     if (ms_test_convert_fixture(dir, pth, dtype, name, tm->msw, sizeof tm->msw) != MS_OK) {
         prepare_fail(tm, "convert", ms_last_error());
@@ -316,7 +324,7 @@ void ms_test_model_prepare(ms_test_model *tm, const char *dir, const char *pth, 
         prepare_fail(tm, "open", ms_last_error());
         return;
     }
-    encode(tm, dir, threads, hook, ctx);
+    encode(tm, dir, threads, be, hook, ctx);
 }
 
 void ms_test_model_release(ms_test_model *tm)

@@ -55,6 +55,11 @@ ms_status ms_test_convert_fixture(const char *dir, const char *pth, ms_convert_d
  * threads; hook (may be NULL) sees the encoder blocks. */
 void ms_test_model_prepare(ms_test_model *tm, const char *dir, const char *pth, ms_convert_dtype dtype,
                            const char *name, int threads, ms_sam_block_hook hook, void *ctx);
+/* The same with the encoder on a compute backend (ms_sam_encode_on); be
+ * NULL: the CPU path, as ms_test_model_prepare. */
+void ms_test_model_prepare_on(ms_test_model *tm, const char *dir, const char *pth,
+                              ms_convert_dtype dtype, const char *name, int threads,
+                              ms_backend *be, ms_sam_block_hook hook, void *ctx);
 /* Frees it and removes the scratch file. */
 void ms_test_model_release(ms_test_model *tm);
 
