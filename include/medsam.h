@@ -45,6 +45,15 @@ int64_t ms_model_mask_size(const ms_model *m);
  * overridden with ms_model_set_preprocess). */
 const char *ms_model_preprocess(const ms_model *m);
 int ms_model_set_preprocess(ms_model *m, const char *name);
+/* Where the image encoder runs: "cpu", "cuda", or "auto" (CUDA when a device
+ * is usable, else the CPU; the default is the CPU). The prompt encoder and
+ * mask decoder run on the CPU either way. tf32 != 0 allows TF32 tensor-core
+ * GEMMs on CUDA (about 10 mantissa bits: off for parity). Returns 0, or
+ * non-zero when "cuda" is unusable (ms_last_error says why). */
+int ms_model_set_backend(ms_model *m, const char *choice, int tf32);
+/* "cpu" or "cuda": where the next encoding runs; *device (may be NULL) gets
+ * the CPU model or GPU name. */
+const char *ms_model_backend(const ms_model *m, const char **device);
 
 typedef enum ms_pixel_type { MS_PIXEL_U8 = 0, MS_PIXEL_U16 = 1, MS_PIXEL_F32 = 2 } ms_pixel_type;
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "model/postprocess.h"
@@ -20,6 +21,7 @@ struct ms_model {
     ms_sam *sam;
     const ms_sam_hparams *hp;
     int sam_preprocess; /* 0: MedSAM's, 1: SAM's */
+    ms_backend *be;     /* the encoder's backend; NULL: the CPU path of model/ */
     float *input;       /* (3, S, S) network input */
     float *emb;         /* (out_chans, grid, grid) */
     int has_emb;
@@ -100,10 +102,29 @@ int ms_model_set_preprocess(ms_model *m, const char *name)
     return MS_OK;
 }
 
+int ms_model_set_backend(ms_model *m, const char *choice, int tf32)
+{
+    ms_backend *be;
+    MS_TRY(ms_backend_select(choice, &be));
+    /* the CPU backend's table is for testing ops: the CPU path of model/
+     * is the fast one */
+    m->be = strcmp(be->name, "cpu") ? be : NULL;
+    if (m->be && m->be->set_tf32(m->be, tf32) != MS_OK)
+        return ms_fail(MS_ERR_UNSUPPORTED, "backend %s: %s", m->be->name, m->be->error);
+    return MS_OK;
+}
+
+const char *ms_model_backend(const ms_model *m, const char **device)
+{
+    if (device) *device = m->be ? m->be->device : ms_cpu_description();
+    return m->be ? m->be->name : "cpu";
+}
+
 static int run_encoder(ms_model *m)
 {
     double t0 = now_ms();
-    ms_status st = ms_sam_encode(m->sam, m->input, m->emb);
+    ms_status st = m->be ? ms_sam_encode_on(m->sam, m->be, m->input, m->emb)
+                         : ms_sam_encode(m->sam, m->input, m->emb);
     m->t.encode_ms = now_ms() - t0;
     m->t.peak_activation_bytes = ms_sam_peak_bytes(m->sam);
     m->has_emb = st == MS_OK;

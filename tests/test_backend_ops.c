@@ -879,7 +879,7 @@ START_TEST(test_cli_backends)
     ck_assert_msg(!strncmp(out, "cpu   usable: ", 14), "%s", out);
     const char *cuda = strstr(out, "\ncuda  ");
     ck_assert_msg(cuda != NULL, "%s", out);
-    const char *want = g_cuda ? "usable (ops only; the network runs on the CPU in this version): "
+    const char *want = g_cuda ? "usable (the image encoder; the decoder runs on the CPU): "
                               : "unusable: ";
     ck_assert_msg(!strncmp(cuda + 7, want, strlen(want)), "%s", out);
 

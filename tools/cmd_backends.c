@@ -1,14 +1,13 @@
 /* medsam backends: one line per compute backend, whether it can be used
- * here and, when not, why. The network itself runs on the CPU in this
- * version (the model has no device path yet), so a usable CUDA backend is
- * reported as offering its ops only. */
+ * here and, when not, why. On CUDA only the image encoder runs (the prompt
+ * encoder and mask decoder stay on the CPU), and the line says so. */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/backend.h"
 #include "tools/cli.h"
 
-#define CUDA_NOTE "ops only; the network runs on the CPU in this version"
+#define CUDA_NOTE "the image encoder; the decoder runs on the CPU"
 
 static void usage(void)
 {
@@ -16,7 +15,7 @@ static void usage(void)
            "  Lists the compute backends: name, then \"usable\" (with the device) or\n"
            "  \"unusable: <why>\". The CUDA backend is build/libmedsam_cuda.so, looked for\n"
            "  beside the medsam binary, then at $MEDSAM_CUDA_LIB, then on the loader's path.\n"
-           "  segment and encode take --backend auto|cpu|cuda.\n");
+           "  segment and encode take --backend auto|cpu|cuda (auto: CUDA when usable).\n");
 }
 
 static void print_backend(ms_backend_id id)

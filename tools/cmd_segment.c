@@ -34,7 +34,12 @@ ms_status ms_seg_load_model(const ms_seg_args *a, ms_model **out)
 {
     ms_model_options opt = {a->threads, 0};
     MS_TRY(ms_model_load(a->weights, &opt, out));
-    if (a->preprocess) return ms_model_set_preprocess(*out, a->preprocess);
+    if (a->preprocess) MS_TRY(ms_model_set_preprocess(*out, a->preprocess));
+    MS_TRY(ms_model_set_backend(*out, a->backend ? a->backend : "auto", a->tf32));
+    if (a->verbose) {
+        const char *device, *name = ms_model_backend(*out, &device);
+        fprintf(stderr, "backend: %s (%s)\n", name, device);
+    }
     return MS_OK;
 }
 

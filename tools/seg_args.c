@@ -14,8 +14,8 @@ void ms_seg_usage(const char *cmd)
 {
     if (!strcmp(cmd, "encode")) {
         printf("usage: medsam encode -w W.msw -i IMAGE [--raw] [-t N] [-v] -o EMB.npy\n"
-               "  --backend auto|cpu|cuda  compute backend (medsam backends); the network runs\n"
-               "                           on the CPU in this version\n");
+               "  --backend auto|cpu|cuda  where the image encoder runs (medsam backends;\n"
+               "                           default auto: CUDA when usable); --tf32 TF32 GEMMs\n");
         return;
     }
     printf("usage: medsam segment -w W.msw -i IMAGE [prompts] -o OUT [outputs] [options]\n"
@@ -41,8 +41,9 @@ void ms_seg_usage(const char *cmd)
            "  --window L,W|abdomen|lung|brain|bone   CT window; --mr  MR percentiles\n"
            "  --series UID  --volume K DICOM series / 4-D NIfTI volume to read\n"
            "  -t N                     threads (default: all CPUs)\n"
-           "  --backend auto|cpu|cuda  compute backend (medsam backends); the network runs\n"
-           "                           on the CPU in this version\n"
+           "  --backend auto|cpu|cuda  where the image encoder runs (medsam backends;\n"
+           "                           default auto: CUDA when usable; the decoder: CPU)\n"
+           "  --tf32                   TF32 tensor-core GEMMs on CUDA (faster, ~3 digits)\n"
            "  -v                       stage timings on stderr\n");
 }
 
@@ -173,27 +174,16 @@ static int *flag_opt(ms_seg_args *a, const char *o)
     return NULL;
 }
 
-/* --backend. The network runs on the CPU in this version whatever the
- * choice, so auto probes for CUDA only when -v asks to hear the outcome:
- * probing loads cuBLAS and creates a CUDA context, seconds on a GPU machine
- * for nothing. An explicit cuda must be usable, and says what it does. */
+/* --backend: ms_seg_load_model applies it; an explicit cuda that cannot
+ * work fails here, before anything is read. */
 static int check_backend(const char *cmd, const ms_seg_args *a)
 {
-    const char *choice = a->backend ? a->backend : "auto";
-    if (!ms_backend_choice_valid(choice))
-        return ms_cli_error(cmd, "--backend '%s': expected auto, cpu or cuda", choice);
-    if (!strcmp(choice, "auto") && !a->verbose) return 0;
+    if (!a->backend) return 0;
+    if (!ms_backend_choice_valid(a->backend))
+        return ms_cli_error(cmd, "--backend '%s': expected auto, cpu or cuda", a->backend);
     ms_backend *be;
-    if (ms_backend_select(choice, &be)) return ms_cli_error(cmd, "%s", ms_last_error());
-    if (!strcmp(be->name, "cuda")) {
-        fprintf(stderr, "medsam %s: backend cuda (%s): ops only; the network runs on the CPU "
-                "in this version\n", cmd, be->device);
-    } else if (a->verbose) {
-        const char *why = NULL;
-        if (!strcmp(choice, "auto")) ms_backend_get(MS_BACKEND_CUDA, &why);
-        fprintf(stderr, "medsam %s: backend cpu%s%s%s\n", cmd, why ? " (cuda unusable: " : "",
-                why ? why : "", why ? ")" : "");
-    }
+    if (!strcmp(a->backend, "cuda") && ms_backend_select("cuda", &be))
+        return ms_cli_error(cmd, "%s", ms_last_error());
     return 0;
 }
 
