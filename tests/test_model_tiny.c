@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "medsam.h"
 #include "model/sam.h"
 #include "util.h"
 #include "util_model.h"
@@ -182,6 +183,48 @@ static void run_case(const ms_test_model *tm, const char *dir, int i)
     ck_assert_msg(g.n_cases == 7, "cases.jsonl: %d cases, expected 7", g.n_cases);
     ms_test_check_case(tm, dir, &g.cases[i], THREADS);
 }
+
+/* The public API's backend choice: the CPU by default and for "cpu"; auto
+ * and cuda take CUDA exactly when it is usable, else auto falls back to the
+ * CPU and cuda fails saying why; the encoding lands on the references. */
+START_TEST(test_api_backend)
+{
+    if (!ready(&g.f32)) return;
+    ms_model *m;
+    ms_model_options opt = {THREADS, 0};
+    ck_assert_msg(ms_model_load(g.f32.msw, &opt, &m) == 0, "%s", ms_last_error());
+    const char *device;
+    ck_assert_str_eq(ms_model_backend(m, &device), "cpu");
+    ck_assert_int_ne(ms_model_set_backend(m, "gpu", 0), 0);
+    ck_assert_msg(strstr(ms_last_error(), "expected auto, cpu or cuda"), "%s", ms_last_error());
+    ck_assert_int_eq(ms_model_set_backend(m, "cpu", 0), 0);
+    ck_assert_str_eq(ms_model_backend(m, NULL), "cpu");
+    on_backend *cuda = &g.be[MS_BACKEND_CUDA];
+    int cuda_rc = ms_model_set_backend(m, "cuda", 0);
+    if (cuda->be) {
+        ck_assert_int_eq(cuda_rc, 0);
+        ck_assert_str_eq(ms_model_backend(m, &device), "cuda");
+        ck_assert_str_eq(device, cuda->be->device);
+    } else {
+        ck_assert_int_ne(cuda_rc, 0);
+        ck_assert_msg(strstr(ms_last_error(), cuda->why), "%s", ms_last_error());
+    }
+    ck_assert_int_eq(ms_model_set_backend(m, "auto", 0), 0);
+    ck_assert_str_eq(ms_model_backend(m, NULL), cuda->be ? "cuda" : "cpu");
+    float *img = ms_test_read_image(DIR, ms_model_input_size(m));
+    int64_t shape[3];
+    ms_model_embedding_shape(m, shape);
+    float *emb = malloc((size_t)(shape[0] * shape[1] * shape[2]) * sizeof(float));
+    ck_assert(img && emb);
+    ck_assert_msg(ms_encode_prepared(m, img) == 0, "%s", ms_last_error());
+    ck_assert_int_eq(ms_get_embedding(m, emb), 0);
+    printf("api, backend %s: ", ms_model_backend(m, NULL));
+    ms_test_assert_close(DIR, "image_embeddings.npy", emb, shape[0] * shape[1] * shape[2], 2e-3);
+    free(img);
+    free(emb);
+    ms_model_free(m);
+}
+END_TEST
 
 /* _i = backend id * 2 * n_cases + (q8 ? n_cases : 0) + the case */
 START_TEST(test_backend_cases)
@@ -380,6 +423,7 @@ int main(void)
     tcase_add_loop_test(tc, test_backend_blocks, 0, MS_BACKEND_COUNT * ((int)g.f32.depth + 1));
     tcase_add_loop_test(tc, test_backend_embeddings, 0, MS_BACKEND_COUNT * 3);
     tcase_add_loop_test(tc, test_backend_cases, 0, MS_BACKEND_COUNT * 2 * cases);
+    tcase_add_test(tc, test_api_backend);
     tcase_add_test(tc, test_peak_bytes);
     tcase_add_test(tc, test_batch_is_per_prompt);
     tcase_add_test(tc, test_bad_prompts_refused);
