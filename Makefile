@@ -56,7 +56,7 @@ CLI    = $(BUILD)/medsam
 MS_FIXTURES ?= $(if $(MEDSAM_FIXTURES),$(MEDSAM_FIXTURES),../shared/fixtures)
 
 .SECONDARY:
-.PHONY: all test deps fuzz bench demo install clean cuda check-deps
+.PHONY: all test deps fuzz bench bench-gpu demo install clean cuda check-deps
 all: $(CLI) $(LIB_A) $(LIB_SO) cuda
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
@@ -156,6 +156,10 @@ build-fuzz/%: fuzz/%.c $(FUZZ_LIB_SRC)
 # --json FILE".
 bench:
 	@MEDSAM_FIXTURES=$(MS_FIXTURES) bash bench/run.sh $(BENCH_ARGS)
+
+# The encoder on the CUDA backend against PyTorch on the same GPU.
+bench-gpu:
+	@MEDSAM_FIXTURES=$(MS_FIXTURES) bash bench/run_gpu.sh $(BENCH_ARGS)
 
 -include $(shell find $(BUILD)/obj -name "*.d" 2>/dev/null)
 

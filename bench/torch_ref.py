@@ -8,6 +8,9 @@ mask decoder for one box and a batch of 3, all computed from the same .pth
 checkpoint the engine converts. The network is written out here (no
 segment_anything package) after segment_anything/modeling; --check compares
 it with the fixture's float64 references so the timed code is known right.
+--device cuda times the encoder on the GPU instead (fp32, TF32 off; no
+kernels, no decoder: the engine's decoder runs on the CPU), with the GPU's
+peak memory.
 
 Run with the system python (Debian's python3-torch): /usr/bin/python3.
 """
@@ -26,6 +29,12 @@ import torch.nn.functional as F
 IMG = 1024          # SAM input size
 ENC_EPS = 1e-6      # ViT LayerNorm and LayerNorm2d
 DEC_EPS = 1e-5      # two-way transformer LayerNorm
+
+
+def sync():
+    """Waits for the GPU's queued work, so that wall time counts it."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def best_of(fn, repeat, min_sample=0.05):
@@ -61,7 +70,8 @@ def rel_pos_attention(q, k, v, rel_h, rel_w, kh, kw, scale):
 
 def rel_table(size, table):
     """get_rel_pos for q_size == k_size: (size, size, head_dim)."""
-    coords = torch.arange(size)[:, None] - torch.arange(size)[None, :] + (size - 1)
+    r = torch.arange(size, device=table.device)
+    coords = r[:, None] - r[None, :] + (size - 1)
     return table[coords]
 
 
@@ -132,6 +142,7 @@ class Sam:
 
         def mark(name):
             nonlocal t
+            sync()
             now = time.perf_counter()
             stages[name] = stages.get(name, 0.0) + now - t
             t = now
@@ -309,9 +320,11 @@ def max_abs(a, ref):
     return float((a.double() - ref.double()).abs().max())
 
 
-def check(sam, emb, fixtures):
+def check(sam, emb, fixtures, embedding_only=False):
     """Max abs differences to the fixture's float64 references."""
     out = {"image_embeddings": max_abs(emb, torch.from_numpy(np.load(os.path.join(fixtures, "image_embeddings.npy"))))}
+    if embedding_only:
+        return out
     with open(os.path.join(fixtures, "cases.jsonl")) as f:
         cases = {c["case"]: c for c in map(json.loads, f)}
     for name in ("box", "box_multi", "boxes_batch3"):
@@ -334,7 +347,16 @@ def main():
     ap.add_argument("--check", metavar="DIR", help="fixture folder: time on its image and compare with its references")
     ap.add_argument("--no-kernels", action="store_true")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: the encoder alone on the GPU")
     args = ap.parse_args()
+    gpu = args.device == "cuda"
+    if gpu:
+        if not torch.cuda.is_available():
+            sys.exit("torch_ref.py: --device cuda: torch sees no CUDA device")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        args.no_kernels = True
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -348,7 +370,7 @@ def main():
     sd = sd.get("model", sd)
     # A single sample: loading twice would only inflate the peak RSS.
     res["stages"]["open_weights"] = (time.perf_counter() - t) * 1e3
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    sd = {k: (v.float() if v.is_floating_point() else v).to(args.device) for k, v in sd.items()}
     sam = Sam(sd, args.dec_heads)
 
     if args.check:
@@ -356,6 +378,10 @@ def main():
         image = torch.from_numpy(u8).permute(2, 0, 1)[None].float() / 255
     else:
         image = torch.rand(1, 3, IMG, IMG, generator=torch.Generator().manual_seed(0))
+    image = image.to(args.device)
+    if gpu:
+        res["device"] = torch.cuda.get_device_name()
+        sam.encode(image, {})  # warm-up: cuBLAS handles, kernel loading
 
     # Stage times: each stage's best over the runs (so they need not add up
     # to the best total).
@@ -364,22 +390,26 @@ def main():
         st = {}
         t = time.perf_counter()
         emb = sam.encode(image, st)
+        sync()
         st["encoder"] = time.perf_counter() - t
         for k, v in st.items():
             best[k] = min(best.get(k, math.inf), v * 1e3)
     res["stages"].update(best)
-    for n in (1, 3):
+    if gpu:
+        res["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    for n in (1, 3) if not gpu else ():
         boxes = torch.tensor(BOXES[:n])
         res["stages"][f"decoder_box{n}"] = best_of(lambda: sam.decode(emb, boxes), args.repeat)
     if args.check:
-        res["check"] = check(sam, emb, args.check)
+        res["check"] = check(sam, emb.cpu(), args.check, embedding_only=gpu)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     if args.json:
         json.dump(res, sys.stdout, indent=1)
         print()
         return
-    print(f"torch {res['torch']}, {res['threads']} threads, best of {args.repeat}")
+    print(f"torch {res['torch']}, {res.get('device', str(res['threads']) + ' threads')}, "
+          f"best of {args.repeat}")
     for r in res["kernels"]:
         print(f"  {r['op'] + ' ' + r['shape']:44s} {r['ms']:10.2f} ms")
     for k, v in res["stages"].items():
@@ -387,6 +417,8 @@ def main():
     for k, v in res.get("check", {}).items():
         print(f"  check {k:24s} {v:.3g}")
     print(f"  peak RSS {res['peak_rss_mb']:.0f} MB")
+    if gpu:
+        print(f"  peak GPU memory {res['gpu_peak_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
