@@ -60,25 +60,6 @@ ms_status ms_sam_bind_encoder(ms_sam *m)
 
 /* ---- attention geometry ----------------------------------------------------- */
 
-/* How a block tiles the grid: global attention is one window of the whole
- * grid; windowed attention pads the grid to a multiple of the window. */
-typedef struct win_geom {
-    int64_t side;    /* window side (the grid for global attention) */
-    int64_t per_row; /* windows per padded row */
-    int64_t padded;  /* padded grid side */
-    int64_t tokens;  /* tokens in all windows, padding included */
-} win_geom;
-
-static win_geom geometry(const ms_sam_hparams *h, const sam_enc_block *b)
-{
-    win_geom w;
-    w.side = b->window ? b->window : h->grid;
-    w.per_row = (h->grid + w.side - 1) / w.side;
-    w.padded = w.per_row * w.side;
-    w.tokens = w.padded * w.padded;
-    return w;
-}
-
 /* Token of padded-grid position (r, c) in window order: windows row-major,
  * tokens row-major inside each window. ref: window_partition */
 static int64_t window_index(const win_geom *w, int64_t r, int64_t c)
@@ -276,7 +257,7 @@ static ms_status block_forward(ms_sam *m, const sam_enc_block *b, enc_ws *ws)
     const ms_sam_hparams *h = &m->hp;
     int64_t e = h->embed_dim, t = h->grid * h->grid;
     float eps = (float)h->enc_ln_eps;
-    win_geom geo = geometry(h, b);
+    win_geom geo = ms_sam_block_geometry(h, b);
     /* x = x + proj(attn(norm1(x))) */
     if (b->window) {
         partition_job pj = {&geo, &b->norm1, ws->x, ws->xn, h->grid, e, eps};
@@ -304,7 +285,7 @@ static ms_status alloc_ws(ms_sam *m, enc_ws *ws)
     const ms_sam_hparams *h = &m->hp;
     int64_t e = h->embed_dim, t = h->grid * h->grid, tokens = t;
     for (int64_t i = 0; i < h->depth; i++) {
-        win_geom g = geometry(h, &m->blocks[i]);
+        win_geom g = ms_sam_block_geometry(h, &m->blocks[i]);
         if (g.tokens > tokens) tokens = g.tokens;
     }
     int64_t big = 3 * tokens * e > h->mlp_dim * t ? 3 * tokens * e : h->mlp_dim * t;

@@ -110,7 +110,7 @@ static void place_weights(const ms_sam *m, struct sam_device *d, dev_loader *l)
     for (int64_t i = 0; i < h->depth; i++) {
         const sam_enc_block *b = &m->blocks[i];
         dev_block *db = &d->blocks[i];
-        int64_t side = b->window ? b->window : h->grid;
+        int64_t side = ms_sam_block_geometry(h, b).side;
         place_norm(l, &db->norm1, &b->norm1, e);
         place_norm(l, &db->norm2, &b->norm2, e);
         place_linear(l, &db->qkv, &b->qkv);
@@ -128,20 +128,6 @@ static void place_weights(const ms_sam *m, struct sam_device *d, dev_loader *l)
 
 /* ---- the activation plan ----------------------------------------------------- */
 
-/* How a block tiles the grid (encoder.c's geometry): global attention is
- * one window of the whole grid; windowed attention pads the grid to a
- * multiple of the window. */
-static int64_t block_side(const ms_sam *m, const sam_enc_block *b)
-{
-    return b->window ? b->window : m->hp.grid;
-}
-
-static int64_t block_tokens(const ms_sam *m, const sam_enc_block *b)
-{
-    int64_t s = block_side(m, b), per_row = (m->hp.grid + s - 1) / s;
-    return per_row * per_row * s * s;
-}
-
 /* Carves the activations out of base (NULL: only sizes them); returns the
  * bytes used. */
 static size_t plan_acts(const ms_sam *m, char *base, dev_acts *a)
@@ -150,9 +136,9 @@ static size_t plan_acts(const ms_sam *m, char *base, dev_acts *a)
     int64_t e = h->embed_dim, t = h->grid * h->grid, c = h->out_chans;
     int64_t tokens = t, bias = 0, s = h->img_size;
     for (int64_t i = 0; i < h->depth; i++) {
-        int64_t n = block_tokens(m, &m->blocks[i]), side = block_side(m, &m->blocks[i]);
-        if (n > tokens) tokens = n;
-        if (h->heads * n * side > bias) bias = h->heads * n * side;
+        win_geom g = ms_sam_block_geometry(h, &m->blocks[i]);
+        if (g.tokens > tokens) tokens = g.tokens;
+        if (h->heads * g.tokens * g.side > bias) bias = h->heads * g.tokens * g.side;
     }
     int64_t hidden = h->mlp_dim * t;
     if (e * t > hidden) hidden = e * t;
@@ -279,23 +265,23 @@ static ms_status block_forward(const ms_sam *m, struct sam_device *d, const sam_
 {
     const ms_sam_hparams *h = &m->hp;
     ms_backend *be = d->be;
-    int64_t e = h->embed_dim, t = h->grid * h->grid, side = block_side(m, hb);
-    int64_t tokens = block_tokens(m, hb);
+    int64_t e = h->embed_dim, t = h->grid * h->grid;
+    win_geom geo = ms_sam_block_geometry(h, hb);
     float eps = (float)h->enc_ln_eps;
     /* x = x + proj(attn(norm1(x))), windowed: partition after norm1 (the
      * padding is zero, as F.pad after norm1), unpartition before proj */
     float *in = d->a.xn;
     BE_TRY(d, be->layernorm(be, d->a.xn, e, d->a.x, e, t, e, b->norm1.g, b->norm1.b, eps));
     if (hb->window) {
-        BE_TRY(d, be->window_partition(be, d->a.win, d->a.xn, h->grid, e, side));
+        BE_TRY(d, be->window_partition(be, d->a.win, d->a.xn, h->grid, e, geo.side));
         in = d->a.win;
     }
-    BE_TRY(d, be->linear(be, d->a.qkv, 3 * e, in, e, tokens, &b->qkv.w, b->qkv.b, MS_EPI_NONE,
-                         0));
-    MS_TRY(attention(m, d, b, side, tokens));
+    BE_TRY(d, be->linear(be, d->a.qkv, 3 * e, in, e, geo.tokens, &b->qkv.w, b->qkv.b,
+                         MS_EPI_NONE, 0));
+    MS_TRY(attention(m, d, b, geo.side, geo.tokens));
     const float *out = d->a.attn;
     if (hb->window) {
-        BE_TRY(d, be->window_unpartition(be, d->a.xn, d->a.attn, h->grid, e, side));
+        BE_TRY(d, be->window_unpartition(be, d->a.xn, d->a.attn, h->grid, e, geo.side));
         out = d->a.xn;
     }
     BE_TRY(d, be->linear(be, d->a.x, e, out, e, t, &b->proj.w, b->proj.b, MS_EPI_NONE, 1));

@@ -111,6 +111,27 @@ ms_status ms_sam_bind_linear(ms_sam *m, sam_linear *l, const char *prefix, int64
 ms_status ms_sam_bind_norm(ms_sam *m, sam_norm *n, const char *prefix, int64_t dim);
 
 ms_status ms_sam_bind_encoder(ms_sam *m);
+
+/* How an encoder block tiles the grid: global attention is one window of
+ * the whole grid; windowed attention pads the grid to a multiple of the
+ * window. ref: image_encoder.py window_partition */
+typedef struct win_geom {
+    int64_t side;    /* window side (the grid for global attention) */
+    int64_t per_row; /* windows per padded row */
+    int64_t padded;  /* padded grid side */
+    int64_t tokens;  /* tokens in all windows, padding included */
+} win_geom;
+
+static inline win_geom ms_sam_block_geometry(const ms_sam_hparams *h, const sam_enc_block *b)
+{
+    win_geom w;
+    w.side = b->window ? b->window : h->grid;
+    w.per_row = (h->grid + w.side - 1) / w.side;
+    w.padded = w.per_row * w.side;
+    w.tokens = w.padded * w.padded;
+    return w;
+}
+
 /* Frees m->dev (the weights and activations on its backend). */
 void ms_sam_device_free(ms_sam *m);
 ms_status ms_sam_bind_prompt_encoder(ms_sam *m);
