@@ -45,7 +45,7 @@ struct sam_device {
     dev_block blocks[MS_SAM_MAX_BLOCKS];
     dev_acts a;
     size_t weight_bytes, act_bytes;
-    float *host_x; /* (t, e) for the block hook */
+    float *host_x; /* (t, e) for the block hook, made at its first call */
 };
 
 /* ---- the weight block ------------------------------------------------------ */
@@ -189,8 +189,7 @@ static ms_status device_setup(ms_sam *m, ms_backend *be)
     }
     d->weights = be->alloc(be, l.used);
     d->acts = be->alloc(be, act_bytes);
-    d->host_x = malloc((size_t)(m->hp.grid * m->hp.grid * m->hp.embed_dim) * sizeof(float));
-    if (!d->weights || !d->acts || !d->host_x) {
+    if (!d->weights || !d->acts) {
         ms_status st = ms_fail(MS_ERR_NOMEM, "sam: backend %s: cannot allocate %zu MB of "
                                "weights and %zu MB of activations: %s", be->name, l.used >> 20,
                                act_bytes >> 20, be->error);
@@ -317,6 +316,8 @@ static ms_status hook(ms_sam *m, struct sam_device *d, int block)
 {
     if (!m->hook) return MS_OK;
     size_t bytes = (size_t)(m->hp.grid * m->hp.grid * m->hp.embed_dim) * sizeof(float);
+    if (!d->host_x && !(d->host_x = malloc(bytes)))
+        return ms_fail(MS_ERR_NOMEM, "sam: cannot allocate the block hook's buffer");
     BE_TRY(d, d->be->download(d->be, d->host_x, d->a.x, bytes));
     m->hook(m->hook_ctx, block, d->host_x);
     return MS_OK;
