@@ -27,7 +27,7 @@ extern "C" {
 
 /* Bumped whenever ms_backend, ms_attn, ms_tensor or an op's contract changes:
  * libmedsam_cuda.so refuses a version other than its own. */
-#define MS_BACKEND_ABI 2
+#define MS_BACKEND_ABI 3
 
 /* Heads side by side in one attention call: head i reads q + i * q_step and
  * so on (SAM's fused qkv rows hold the heads at column offsets i * d, and
@@ -70,7 +70,8 @@ struct ms_backend {
     ms_status (*gelu)(ms_backend *be, float *x, int64_t n);
     ms_status (*relu)(ms_backend *be, float *x, int64_t n);
     ms_status (*softmax_rows)(ms_backend *be, float *x, int64_t rows, int64_t n, int64_t ld);
-    ms_status (*add_inplace)(ms_backend *be, float *y, const float *x, int64_t n);
+    /* y = a + b, n floats; y may be a or b. */
+    ms_status (*add)(ms_backend *be, float *y, const float *a, const float *b, int64_t n);
     /* dst (cols, rows) = src (rows, cols) transposed, both contiguous. */
     ms_status (*transpose)(ms_backend *be, float *dst, const float *src, int64_t rows,
                            int64_t cols);

@@ -135,9 +135,9 @@ static ms_status cpu_softmax_rows(ms_backend *be, float *x, int64_t rows, int64_
     return MS_OK;
 }
 
-static ms_status cpu_add_inplace(ms_backend *be, float *y, const float *x, int64_t n)
+static ms_status cpu_add(ms_backend *be, float *y, const float *a, const float *b, int64_t n)
 {
-    ms_add_inplace(y, x, n);
+    ms_add(y, a, b, n);
     return MS_OK;
 }
 
@@ -226,7 +226,7 @@ static void set_ops(ms_backend *be)
     be->gelu = cpu_gelu;
     be->relu = cpu_relu;
     be->softmax_rows = cpu_softmax_rows;
-    be->add_inplace = cpu_add_inplace;
+    be->add = cpu_add;
     be->transpose = cpu_transpose;
     be->attention = cpu_attention;
     be->rel_pos = cpu_rel_pos;

@@ -164,7 +164,7 @@ static void set_table(ms_backend *be)
     be->gelu = ms_cuda_gelu;
     be->relu = ms_cuda_relu;
     be->softmax_rows = ms_cuda_softmax_rows;
-    be->add_inplace = ms_cuda_add_inplace;
+    be->add = ms_cuda_add;
     be->transpose = ms_cuda_transpose;
     be->attention = ms_cuda_attention;
     be->rel_pos = ms_cuda_rel_pos;

@@ -136,7 +136,7 @@ ms_status ms_cuda_layernorm_channels(ms_backend *be, float *y, const float *x, i
 ms_status ms_cuda_gelu(ms_backend *be, float *x, int64_t n);
 ms_status ms_cuda_relu(ms_backend *be, float *x, int64_t n);
 ms_status ms_cuda_softmax_rows(ms_backend *be, float *x, int64_t rows, int64_t n, int64_t ld);
-ms_status ms_cuda_add_inplace(ms_backend *be, float *y, const float *x, int64_t n);
+ms_status ms_cuda_add(ms_backend *be, float *y, const float *a, const float *b, int64_t n);
 ms_status ms_cuda_transpose(ms_backend *be, float *dst, const float *src, int64_t rows,
                             int64_t cols);
 ms_status ms_cuda_attention(ms_backend *be, const ms_attn *a, const ms_attn_heads *heads);

@@ -1,4 +1,4 @@
-/* Element-wise ops: GELU, ReLU, y += x, and the per-channel bias of the
+/* Element-wise ops: GELU, ReLU, y = a + b, and the per-channel bias of the
  * convolutions. One grid-stride loop each. */
 #include "kernels-cuda/common.cuh"
 
@@ -15,9 +15,9 @@ static __global__ void relu_kernel(float *x, int64_t n)
     MS_GRID_STRIDE(i, n) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-static __global__ void add_kernel(float *y, const float *x, int64_t n)
+static __global__ void add_kernel(float *y, const float *a, const float *b, int64_t n)
 {
-    MS_GRID_STRIDE(i, n) y[i] += x[i];
+    MS_GRID_STRIDE(i, n) y[i] = a[i] + b[i];
 }
 
 static __global__ void channel_bias_kernel(float *y, const float *bias, int64_t channels,
@@ -42,10 +42,10 @@ ms_status ms_cuda_relu(ms_backend *be, float *x, int64_t n)
     return MS_OK;
 }
 
-ms_status ms_cuda_add_inplace(ms_backend *be, float *y, const float *x, int64_t n)
+ms_status ms_cuda_add(ms_backend *be, float *y, const float *a, const float *b, int64_t n)
 {
     if (n <= 0) return MS_OK;
-    add_kernel<<<ms_cuda_blocks(n, THREADS), THREADS, 0, ms_cuda_ctx(be)->stream>>>(y, x, n);
+    add_kernel<<<ms_cuda_blocks(n, THREADS), THREADS, 0, ms_cuda_ctx(be)->stream>>>(y, a, b, n);
     LAUNCH_CHECK();
     return MS_OK;
 }

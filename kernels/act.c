@@ -27,7 +27,7 @@ void ms_relu(float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
 }
 
-void ms_add_inplace(float *y, const float *x, int64_t n)
+void ms_add(float *y, const float *a, const float *b, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }

@@ -99,8 +99,8 @@ void ms_softmax_rows_ref(float *x, int64_t rows, int64_t n, int64_t ld);
 /* Column softmax in place: each of the n columns over its rows (stride ld). */
 void ms_softmax_cols(float *x, int64_t rows, int64_t n, int64_t ld);
 void ms_softmax_cols_ref(float *x, int64_t rows, int64_t n, int64_t ld);
-/* y[i] += x[i] */
-void ms_add_inplace(float *y, const float *x, int64_t n);
+/* y[i] = a[i] + b[i]; y may be a or b */
+void ms_add(float *y, const float *a, const float *b, int64_t n);
 
 /* ---- attention ---------------------------------------------------------- */
 /* One head: out[i, :] = sum_j p_ij v[j, :], p_i = softmax_j(scale * q_i . k_j

@@ -119,12 +119,6 @@ typedef struct dec_ws {
     float *hidden;            /* (rows, dec_mlp) */
 } dec_ws;
 
-static void add_to(float *dst, const float *a, const float *b, int64_t n)
-{
-    memcpy(dst, a, (size_t)n * sizeof(float));
-    ms_add_inplace(dst, b, n);
-}
-
 static float head_scale(const ms_sam *m, const sam_attention *a)
 {
     return (float)(1.0 / sqrt((double)(a->inner / m->hp.dec_heads)));
@@ -211,7 +205,7 @@ static ms_status attend_image(ms_sam *m, const sam_attention *a, const float *qp
     for (int64_t h = 0; h < heads; h++)
         ms_sgemm(0, 1, nq, c, d, 1.0f, y + h * d, heads * d, wv + h * c * d, d, 0.0f, ao + h * c,
                  in);
-    for (int64_t j = 0; j < nq; j++) ms_add_inplace(ao + j * in, a->v.b, in);
+    for (int64_t j = 0; j < nq; j++) ms_add(ao + j * in, ao + j * in, a->v.b, in);
     ms_arena_reset(m->arena, mark);
     return MS_OK;
 }
@@ -225,7 +219,7 @@ static ms_status tokens_to_image(ms_sam *m, dec_ws *ws, const sam_attention *a, 
 {
     int64_t d = m->hp.prompt_dim, in = a->inner, heads = m->hp.dec_heads, nt = ws->nt;
     int64_t hw = m->hp.grid * m->hp.grid;
-    add_to(ws->qin, ws->queries, ws->qpe, ws->rows * d);
+    ms_add(ws->qin, ws->queries, ws->qpe, ws->rows * d);
     MS_TRY(ms_nn_linear(m, ws->qp, in, ws->qin, d, ws->rows, &a->q, MS_EPI_NONE, 0));
     for (int64_t b = 0; b < ws->nb; b++) {
         float *qp = ws->qp + b * nt * in, *ao = ws->ao + b * nt * in;
@@ -289,7 +283,7 @@ static ms_status image_to_tokens(ms_sam *m, const sam_attention *a, const float 
 static ms_status images_to_tokens(ms_sam *m, dec_ws *ws, const sam_attention *a, int first)
 {
     int64_t d = m->hp.prompt_dim, in = a->inner, nt = ws->nt, hw = m->hp.grid * m->hp.grid;
-    add_to(ws->qin, ws->queries, ws->qpe, ws->rows * d);
+    ms_add(ws->qin, ws->queries, ws->qpe, ws->rows * d);
     MS_TRY(ms_nn_linear(m, ws->kp, in, ws->qin, d, ws->rows, &a->k, MS_EPI_NONE, 0));
     MS_TRY(ms_nn_linear(m, ws->vp, in, ws->queries, d, ws->rows, &a->v, MS_EPI_NONE, 0));
     for (int64_t b = 0; b < ws->nb; b++)
@@ -310,7 +304,7 @@ static ms_status layer_forward(ms_sam *m, dec_ws *ws, const sam_dec_layer *l, in
         MS_TRY(self_attention(m, ws, &l->self_attn, ws->queries, ws->queries, ws->queries,
                               ws->queries, 0));
     } else {
-        add_to(ws->qin, ws->queries, ws->qpe, rows * d);
+        ms_add(ws->qin, ws->queries, ws->qpe, rows * d);
         MS_TRY(self_attention(m, ws, &l->self_attn, ws->qin, ws->qin, ws->queries,
                               ws->queries, 1));
     }

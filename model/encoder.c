@@ -308,7 +308,7 @@ static ms_status patch_embed(ms_sam *m, const float *image, float *x)
     if (!y || !scratch) return MS_ERR_NOMEM;
     ms_conv2d(y, image, h->in_chans, s, s, m->patch_w, m->patch_b, (int)h->patch, 0, scratch);
     ms_nn_transpose(m, x, y, e, t);
-    ms_add_inplace(x, m->pos_embed, t * e);
+    ms_add(x, x, m->pos_embed, t * e);
     ms_arena_reset(m->arena, mark);
     return MS_OK;
 }

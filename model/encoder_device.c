@@ -224,7 +224,7 @@ static ms_status patch_embed(const ms_sam *m, struct sam_device *d)
     BE_TRY(d, be->conv2d(be, d->a.hidden, d->a.image, h->in_chans, s, s, &d->patch_w,
                          d->patch_b, (int)h->patch, 0));
     BE_TRY(d, be->transpose(be, d->a.x, d->a.hidden, e, t));
-    BE_TRY(d, be->add_inplace(be, d->a.x, d->pos_embed, t * e));
+    BE_TRY(d, be->add(be, d->a.x, d->a.x, d->pos_embed, t * e));
     return MS_OK;
 }
 

@@ -392,9 +392,9 @@ START_TEST(test_layernorm_channels)
 }
 END_TEST
 
-/* In-place ops on n floats: the output is the data. */
+/* Element-wise ops on n floats, in place but for op 3. */
 typedef struct unary_p {
-    int op; /* 0 gelu, 1 relu, 2 y += x (x is input 0) */
+    int op; /* 0 gelu, 1 relu, 2 y = y + x (x is input 0), 3 y = a + b (inputs 0, 1) */
 } unary_p;
 
 static ms_status unary_run(ms_backend *be, const op_case *c, void *const *in, float *out)
@@ -402,7 +402,8 @@ static ms_status unary_run(ms_backend *be, const op_case *c, void *const *in, fl
     const unary_p *p = c->p;
     if (p->op == 0) return be->gelu(be, out, c->n_out);
     if (p->op == 1) return be->relu(be, out, c->n_out);
-    return be->add_inplace(be, out, in[0], c->n_out);
+    if (p->op == 2) return be->add(be, out, out, in[0], c->n_out);
+    return be->add(be, out, in[0], in[1], c->n_out);
 }
 
 static void unary_direct(const op_case *c, float *out)
@@ -410,19 +411,20 @@ static void unary_direct(const op_case *c, float *out)
     const unary_p *p = c->p;
     if (p->op == 0) ms_gelu(out, c->n_out);
     if (p->op == 1) ms_relu(out, c->n_out);
-    if (p->op == 2) ms_add_inplace(out, c->in[0], c->n_out);
+    if (p->op == 2) ms_add(out, out, c->in[0], c->n_out);
+    if (p->op == 3) ms_add(out, c->in[0], c->in[1], c->n_out);
 }
 
 START_TEST(test_elementwise)
 {
     static const int64_t sizes[] = {1, 7, 1000, 100003};
-    static const char *names[] = {"gelu", "relu", "add_inplace"};
-    for (int op = 0; op < 3; op++)
+    static const char *names[] = {"gelu", "relu", "add in place", "add"};
+    for (int op = 0; op < 4; op++)
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             unary_p p = {op};
             op_case c = {.p = &p, .run = unary_run, .direct = unary_direct, .tol = 1e-6};
             snprintf(c.name, sizeof c.name, "%s n=%lld", names[op], (long long)sizes[s]);
-            if (op == 2) add_floats(&c, sizes[s], -1, 1);
+            for (int i = 2; i <= op; i++) add_floats(&c, sizes[s], -1, 1);
             set_output(&c, sizes[s], -8, 8);
             free(check_case(&c));
         }
@@ -536,6 +538,7 @@ START_TEST(test_attention)
         {1, 1, 1, 1, 1, 1},     {2, 7, 3, 3, 16, 1},   {3, 37, 5, 10, 64, 1},
         {1, 64, 14, 14, 64, 1}, {2, 33, 7, 10, 80, 0}, {1, 5, 1, 300, 128, 0},
         {8, 7, 64, 64, 16, 0},  {1, 100, 10, 10, 33, 1}, {2, 70, 14, 14, 80, 1},
+        {8, 300, 1, 7, 16, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) attn_case(cases[i]);
 }

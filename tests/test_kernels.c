@@ -647,10 +647,15 @@ START_TEST(test_gelu)
     ck_assert_float_eq(rl[2], 2.5f);
     ck_assert_float_eq(rl[4], 1e-30f);
     float ya[3] = {1, 2, 3}, xa[3] = {0.5f, -2, 4};
-    ms_add_inplace(ya, xa, 3);
+    ms_add(ya, ya, xa, 3);
     ck_assert_float_eq(ya[0], 1.5f);
     ck_assert_float_eq(ya[1], 0.0f);
     ck_assert_float_eq(ya[2], 7.0f);
+    float sa[3];
+    ms_add(sa, xa, ya, 3);
+    ck_assert_float_eq(sa[0], 2.0f);
+    ck_assert_float_eq(sa[1], -2.0f);
+    ck_assert_float_eq(sa[2], 11.0f);
     free(x), free(y), free(r);
 }
 END_TEST
