@@ -552,13 +552,19 @@ static ms_status check_prompt(const ms_prompt *p, const ms_prompt *p0, int64_t b
     return MS_OK;
 }
 
+ms_status ms_sam_check_prompts(const ms_prompt *prompts, int64_t batch)
+{
+    if (batch < 1)
+        return ms_fail(MS_ERR_ARG, "sam decode: batch of %lld prompts", (long long)batch);
+    for (int64_t b = 0; b < batch; b++) MS_TRY(check_prompt(&prompts[b], &prompts[0], b));
+    return MS_OK;
+}
+
 ms_status ms_sam_decode(ms_sam *m, const float *emb, const ms_prompt *prompts, int64_t batch,
                         int multimask, float *logits, float *iou, float *sparse, float *dense)
 {
     const ms_sam_hparams *h = &m->hp;
-    if (batch < 1)
-        return ms_fail(MS_ERR_ARG, "sam decode: batch of %lld prompts", (long long)batch);
-    for (int64_t b = 0; b < batch; b++) MS_TRY(check_prompt(&prompts[b], &prompts[0], b));
+    MS_TRY(ms_sam_check_prompts(prompts, batch));
     int64_t c = multimask ? h->n_multimask : 1, d = h->prompt_dim, hw = h->grid * h->grid;
     int64_t ns = ms_sam_sparse_tokens(&prompts[0]);
     /* Without mask input the dense embedding is no_mask_embed for every

@@ -9,13 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "model/sam_internal.h"
-
-typedef struct dev_linear {
-    ms_tensor w; /* the host tensor's shape and dtype, data on the backend */
-    const float *b;
-} dev_linear;
+#include "model/device.h"
 
 typedef struct dev_block {
     sam_norm norm1, norm2;
@@ -50,80 +44,30 @@ struct sam_device {
 
 /* ---- the weight block ------------------------------------------------------ */
 
-/* Places tensors one after another in the weight block. Run twice: first
- * with no block (base NULL) to size it, then to upload. */
-typedef struct dev_loader {
-    ms_backend *be;
-    char *base;
-    size_t used;
-    ms_status st;
-} dev_loader;
-
-#define DEV_ALIGN 256 /* bytes: every tensor starts on a GPU-friendly boundary */
-
-static void *place(dev_loader *l, const void *src, size_t bytes)
-{
-    size_t at = l->used;
-    l->used += (bytes + DEV_ALIGN - 1) & ~(size_t)(DEV_ALIGN - 1);
-    if (!l->base || l->st != MS_OK) return NULL;
-    if (l->be->upload(l->be, l->base + at, src, bytes) != MS_OK)
-        l->st = ms_fail(MS_ERR_IO, "sam: backend %s: uploading the weights: %s", l->be->name,
-                        l->be->error);
-    return l->base + at;
-}
-
-static const float *place_f32(dev_loader *l, const float *src, int64_t n)
-{
-    return place(l, src, (size_t)n * sizeof(float));
-}
-
-static void place_tensor(dev_loader *l, ms_tensor *dst, const ms_tensor *src)
-{
-    *dst = *src;
-    dst->owns_data = 0;
-    if (!ms_tensor_is_contiguous(src)) {
-        if (l->st == MS_OK) l->st = ms_fail(MS_ERR_FORMAT, "sam: a weight is not contiguous");
-        return;
-    }
-    dst->data = place(l, src->data, ms_dtype_bytes(src->dtype, (uint64_t)ms_tensor_nelem(src)));
-}
-
-static void place_linear(dev_loader *l, dev_linear *dst, const sam_linear *src)
-{
-    place_tensor(l, &dst->w, src->w);
-    dst->b = place_f32(l, src->b, src->w->ne[0]);
-}
-
-static void place_norm(dev_loader *l, sam_norm *dst, const sam_norm *src, int64_t dim)
-{
-    dst->g = place_f32(l, src->g, dim);
-    dst->b = place_f32(l, src->b, dim);
-}
-
 static void place_weights(const ms_sam *m, struct sam_device *d, dev_loader *l)
 {
     const ms_sam_hparams *h = &m->hp;
     int64_t e = h->embed_dim, hd = e / h->heads, c = h->out_chans;
-    place_tensor(l, &d->patch_w, m->patch_w);
-    d->patch_b = place_f32(l, m->patch_b, e);
-    d->pos_embed = place_f32(l, m->pos_embed, h->grid * h->grid * e);
+    dev_place_tensor(l, &d->patch_w, m->patch_w);
+    d->patch_b = dev_place_f32(l, m->patch_b, e);
+    d->pos_embed = dev_place_f32(l, m->pos_embed, h->grid * h->grid * e);
     for (int64_t i = 0; i < h->depth; i++) {
         const sam_enc_block *b = &m->blocks[i];
         dev_block *db = &d->blocks[i];
         int64_t side = ms_sam_block_geometry(h, b).side;
-        place_norm(l, &db->norm1, &b->norm1, e);
-        place_norm(l, &db->norm2, &b->norm2, e);
-        place_linear(l, &db->qkv, &b->qkv);
-        place_linear(l, &db->proj, &b->proj);
-        place_linear(l, &db->lin1, &b->lin1);
-        place_linear(l, &db->lin2, &b->lin2);
-        db->rel_h = place_f32(l, b->rel_h, (2 * side - 1) * hd);
-        db->rel_w = place_f32(l, b->rel_w, (2 * side - 1) * hd);
+        dev_place_norm(l, &db->norm1, &b->norm1, e);
+        dev_place_norm(l, &db->norm2, &b->norm2, e);
+        dev_place_linear(l, &db->qkv, &b->qkv);
+        dev_place_linear(l, &db->proj, &b->proj);
+        dev_place_linear(l, &db->lin1, &b->lin1);
+        dev_place_linear(l, &db->lin2, &b->lin2);
+        db->rel_h = dev_place_f32(l, b->rel_h, (2 * side - 1) * hd);
+        db->rel_w = dev_place_f32(l, b->rel_w, (2 * side - 1) * hd);
     }
-    place_tensor(l, &d->neck_conv1, m->neck_conv1);
-    place_tensor(l, &d->neck_conv2, m->neck_conv2);
-    place_norm(l, &d->neck_norm1, &m->neck_norm1, c);
-    place_norm(l, &d->neck_norm2, &m->neck_norm2, c);
+    dev_place_tensor(l, &d->neck_conv1, m->neck_conv1);
+    dev_place_tensor(l, &d->neck_conv2, m->neck_conv2);
+    dev_place_norm(l, &d->neck_norm1, &m->neck_norm1, c);
+    dev_place_norm(l, &d->neck_norm2, &m->neck_norm2, c);
 }
 
 /* ---- the activation plan ----------------------------------------------------- */
@@ -154,14 +98,14 @@ static size_t plan_acts(const ms_sam *m, char *base, dev_acts *a)
     size_t used = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         *parts[i].p = base ? (float *)(base + used) : NULL;
-        used += ((size_t)parts[i].n * sizeof(float) + DEV_ALIGN - 1) & ~(size_t)(DEV_ALIGN - 1);
+        used += dev_round((size_t)parts[i].n * sizeof(float));
     }
     return used;
 }
 
 /* ---- set-up and release ---------------------------------------------------------- */
 
-void ms_sam_device_free(ms_sam *m)
+void ms_sam_encoder_device_free(ms_sam *m)
 {
     struct sam_device *d = m->dev;
     if (!d) return;
@@ -175,7 +119,7 @@ void ms_sam_device_free(ms_sam *m)
 static ms_status device_setup(ms_sam *m, ms_backend *be)
 {
     if (m->dev && m->dev->be == be) return MS_OK;
-    ms_sam_device_free(m);
+    ms_sam_encoder_device_free(m);
     struct sam_device *d = calloc(1, sizeof *d);
     if (!d) return ms_fail(MS_ERR_NOMEM, "sam: cannot allocate the device state");
     m->dev = d;
@@ -184,7 +128,7 @@ static ms_status device_setup(ms_sam *m, ms_backend *be)
     place_weights(m, d, &l);
     size_t act_bytes = plan_acts(m, NULL, &d->a);
     if (l.st != MS_OK) {
-        ms_sam_device_free(m);
+        ms_sam_encoder_device_free(m);
         return l.st;
     }
     d->weights = be->alloc(be, l.used);
@@ -193,7 +137,7 @@ static ms_status device_setup(ms_sam *m, ms_backend *be)
         ms_status st = ms_fail(MS_ERR_NOMEM, "sam: backend %s: cannot allocate %zu MB of "
                                "weights and %zu MB of activations: %s", be->name, l.used >> 20,
                                act_bytes >> 20, be->error);
-        ms_sam_device_free(m);
+        ms_sam_encoder_device_free(m);
         return st;
     }
     d->weight_bytes = l.used;
@@ -201,19 +145,11 @@ static ms_status device_setup(ms_sam *m, ms_backend *be)
     l = (dev_loader){.be = be, .base = d->weights};
     place_weights(m, d, &l);
     plan_acts(m, d->acts, &d->a);
-    if (l.st != MS_OK) ms_sam_device_free(m);
+    if (l.st != MS_OK) ms_sam_encoder_device_free(m);
     return l.st;
 }
 
 /* ---- forward ------------------------------------------------------------------------ */
-
-/* An op's failure, with the backend's own line. */
-#define BE_TRY(d, call)                                                                  \
-    do {                                                                                 \
-        if ((call) != MS_OK)                                                             \
-            return ms_fail(MS_ERR_INTERNAL, "sam: backend %s: %s (%s:%d)", (d)->be->name, \
-                           (d)->be->error, __FILE__, __LINE__);                          \
-    } while (0)
 
 /* ref: image_encoder.py PatchEmbed.forward, then + pos_embed */
 static ms_status patch_embed(const ms_sam *m, struct sam_device *d)
@@ -221,10 +157,10 @@ static ms_status patch_embed(const ms_sam *m, struct sam_device *d)
     const ms_sam_hparams *h = &m->hp;
     ms_backend *be = d->be;
     int64_t e = h->embed_dim, t = h->grid * h->grid, s = h->img_size;
-    BE_TRY(d, be->conv2d(be, d->a.hidden, d->a.image, h->in_chans, s, s, &d->patch_w,
+    BE_TRY(d->be, be->conv2d(be, d->a.hidden, d->a.image, h->in_chans, s, s, &d->patch_w,
                          d->patch_b, (int)h->patch, 0));
-    BE_TRY(d, be->transpose(be, d->a.x, d->a.hidden, e, t));
-    BE_TRY(d, be->add(be, d->a.x, d->a.x, d->pos_embed, t * e));
+    BE_TRY(d->be, be->transpose(be, d->a.x, d->a.hidden, e, t));
+    BE_TRY(d->be, be->add(be, d->a.x, d->a.x, d->pos_embed, t * e));
     return MS_OK;
 }
 
@@ -239,7 +175,7 @@ static ms_status attention(const ms_sam *m, struct sam_device *d, const dev_bloc
     ms_backend *be = d->be;
     int64_t e = h->embed_dim, hd = e / h->heads, n = side * side, ld = 3 * e;
     for (int64_t i = 0; i < h->heads; i++)
-        BE_TRY(d, be->rel_pos(be, d->a.bias_h + i * tokens * side, d->a.bias_w + i * tokens * side,
+        BE_TRY(d->be, be->rel_pos(be, d->a.bias_h + i * tokens * side, d->a.bias_w + i * tokens * side,
                               d->a.qkv + i * hd, ld, tokens, hd, b->rel_h, b->rel_w, side));
     ms_attn_heads heads = {.n = h->heads, .q_step = hd, .k_step = hd, .v_step = hd,
                            .out_step = hd, .bias_h_step = tokens * side,
@@ -253,7 +189,7 @@ static ms_status attention(const ms_sam *m, struct sam_device *d, const dev_bloc
             .bias_h = d->a.bias_h + w * n * side, .bias_w = d->a.bias_w + w * n * side,
             .kh = side, .kw = side,
         };
-        BE_TRY(d, be->attention(be, &a, &heads));
+        BE_TRY(d->be, be->attention(be, &a, &heads));
     }
     return MS_OK;
 }
@@ -270,25 +206,25 @@ static ms_status block_forward(const ms_sam *m, struct sam_device *d, const sam_
     /* x = x + proj(attn(norm1(x))), windowed: partition after norm1 (the
      * padding is zero, as F.pad after norm1), unpartition before proj */
     float *in = d->a.xn;
-    BE_TRY(d, be->layernorm(be, d->a.xn, e, d->a.x, e, t, e, b->norm1.g, b->norm1.b, eps));
+    BE_TRY(d->be, be->layernorm(be, d->a.xn, e, d->a.x, e, t, e, b->norm1.g, b->norm1.b, eps));
     if (hb->window) {
-        BE_TRY(d, be->window_partition(be, d->a.win, d->a.xn, h->grid, e, geo.side));
+        BE_TRY(d->be, be->window_partition(be, d->a.win, d->a.xn, h->grid, e, geo.side));
         in = d->a.win;
     }
-    BE_TRY(d, be->linear(be, d->a.qkv, 3 * e, in, e, geo.tokens, &b->qkv.w, b->qkv.b,
+    BE_TRY(d->be, be->linear(be, d->a.qkv, 3 * e, in, e, geo.tokens, &b->qkv.w, b->qkv.b,
                          MS_EPI_NONE, 0));
     MS_TRY(attention(m, d, b, geo.side, geo.tokens));
     const float *out = d->a.attn;
     if (hb->window) {
-        BE_TRY(d, be->window_unpartition(be, d->a.xn, d->a.attn, h->grid, e, geo.side));
+        BE_TRY(d->be, be->window_unpartition(be, d->a.xn, d->a.attn, h->grid, e, geo.side));
         out = d->a.xn;
     }
-    BE_TRY(d, be->linear(be, d->a.x, e, out, e, t, &b->proj.w, b->proj.b, MS_EPI_NONE, 1));
+    BE_TRY(d->be, be->linear(be, d->a.x, e, out, e, t, &b->proj.w, b->proj.b, MS_EPI_NONE, 1));
     /* x = x + lin2(gelu(lin1(norm2(x)))) */
-    BE_TRY(d, be->layernorm(be, d->a.xn, e, d->a.x, e, t, e, b->norm2.g, b->norm2.b, eps));
-    BE_TRY(d, be->linear(be, d->a.hidden, h->mlp_dim, d->a.xn, e, t, &b->lin1.w, b->lin1.b,
+    BE_TRY(d->be, be->layernorm(be, d->a.xn, e, d->a.x, e, t, e, b->norm2.g, b->norm2.b, eps));
+    BE_TRY(d->be, be->linear(be, d->a.hidden, h->mlp_dim, d->a.xn, e, t, &b->lin1.w, b->lin1.b,
                          MS_EPI_GELU, 0));
-    BE_TRY(d, be->linear(be, d->a.x, e, d->a.hidden, h->mlp_dim, t, &b->lin2.w, b->lin2.b,
+    BE_TRY(d->be, be->linear(be, d->a.x, e, d->a.hidden, h->mlp_dim, t, &b->lin2.w, b->lin2.b,
                          MS_EPI_NONE, 1));
     return MS_OK;
 }
@@ -301,12 +237,12 @@ static ms_status neck(const ms_sam *m, struct sam_device *d)
     ms_backend *be = d->be;
     int64_t e = h->embed_dim, g = h->grid, t = g * g, c = h->out_chans;
     float *xt = d->a.hidden, *na = d->a.neck_a, *nb = d->a.neck_b;
-    BE_TRY(d, be->transpose(be, xt, d->a.x, t, e));
-    BE_TRY(d, be->conv2d(be, na, xt, e, g, g, &d->neck_conv1, NULL, 1, 0));
-    BE_TRY(d, be->layernorm_channels(be, nb, na, c, t, d->neck_norm1.g, d->neck_norm1.b,
+    BE_TRY(d->be, be->transpose(be, xt, d->a.x, t, e));
+    BE_TRY(d->be, be->conv2d(be, na, xt, e, g, g, &d->neck_conv1, NULL, 1, 0));
+    BE_TRY(d->be, be->layernorm_channels(be, nb, na, c, t, d->neck_norm1.g, d->neck_norm1.b,
                                      MS_SAM_LN2D_EPS));
-    BE_TRY(d, be->conv2d(be, na, nb, c, g, g, &d->neck_conv2, NULL, 1, 1));
-    BE_TRY(d, be->layernorm_channels(be, nb, na, c, t, d->neck_norm2.g, d->neck_norm2.b,
+    BE_TRY(d->be, be->conv2d(be, na, nb, c, g, g, &d->neck_conv2, NULL, 1, 1));
+    BE_TRY(d->be, be->layernorm_channels(be, nb, na, c, t, d->neck_norm2.g, d->neck_norm2.b,
                                      MS_SAM_LN2D_EPS));
     return MS_OK;
 }
@@ -318,7 +254,7 @@ static ms_status hook(ms_sam *m, struct sam_device *d, int block)
     size_t bytes = (size_t)(m->hp.grid * m->hp.grid * m->hp.embed_dim) * sizeof(float);
     if (!d->host_x && !(d->host_x = malloc(bytes)))
         return ms_fail(MS_ERR_NOMEM, "sam: cannot allocate the block hook's buffer");
-    BE_TRY(d, d->be->download(d->be, d->host_x, d->a.x, bytes));
+    BE_TRY(d->be, d->be->download(d->be, d->host_x, d->a.x, bytes));
     m->hook(m->hook_ctx, block, d->host_x);
     return MS_OK;
 }
@@ -330,7 +266,7 @@ ms_status ms_sam_encode_on(ms_sam *m, ms_backend *be, const float *image, float 
     MS_TRY(device_setup(m, be));
     struct sam_device *d = m->dev;
     int64_t s = h->img_size, t = h->grid * h->grid;
-    BE_TRY(d, be->upload(be, d->a.image, image, (size_t)(3 * s * s) * sizeof(float)));
+    BE_TRY(d->be, be->upload(be, d->a.image, image, (size_t)(3 * s * s) * sizeof(float)));
     MS_TRY(patch_embed(m, d));
     MS_TRY(hook(m, d, -1));
     for (int64_t i = 0; i < h->depth; i++) {
@@ -338,7 +274,7 @@ ms_status ms_sam_encode_on(ms_sam *m, ms_backend *be, const float *image, float 
         MS_TRY(hook(m, d, (int)i));
     }
     MS_TRY(neck(m, d));
-    BE_TRY(d, be->download(be, emb, d->a.neck_b, (size_t)(h->out_chans * t) * sizeof(float)));
+    BE_TRY(d->be, be->download(be, emb, d->a.neck_b, (size_t)(h->out_chans * t) * sizeof(float)));
     return MS_OK;
 }
 

@@ -45,7 +45,7 @@ ms_status ms_sam_encode(ms_sam *m, const float *image, float *emb);
  * model is freed or another backend is used. */
 typedef struct ms_backend ms_backend;
 ms_status ms_sam_encode_on(ms_sam *m, ms_backend *be, const float *image, float *emb);
-/* Bytes the model holds on its backend: the weights and the activations
+/* Bytes the encoder holds on its backend: the weights and the activations
  * (the backend's own workspace not included); 0 before ms_sam_encode_on. */
 uint64_t ms_sam_device_bytes(const ms_sam *m);
 
@@ -72,6 +72,13 @@ typedef struct ms_prompt {
  * encoder's outputs. */
 ms_status ms_sam_decode(ms_sam *m, const float *emb, const ms_prompt *prompts, int64_t batch,
                         int multimask, float *logits, float *iou, float *sparse, float *dense);
+/* The same with the mask decoder on a compute backend, op by op through
+ * its table, prompt after prompt (the prompt encoder runs on the host);
+ * emb and the outputs stay in host memory. Its weights go to the backend
+ * at the first call and stay as the encoder's do. */
+ms_status ms_sam_decode_on(ms_sam *m, ms_backend *be, const float *emb, const ms_prompt *prompts,
+                           int64_t batch, int multimask, float *logits, float *iou, float *sparse,
+                           float *dense);
 /* Number of sparse tokens for a prompt of this structure. */
 int64_t ms_sam_sparse_tokens(const ms_prompt *p);
 /* prompt_encoder.get_dense_pe(): (prompt_dim, grid, grid). */

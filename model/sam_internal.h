@@ -62,6 +62,7 @@ struct ms_sam {
     float **owned; /* f32 copies of small tensors stored in another dtype */
     int64_t n_owned;
     struct sam_device *dev; /* the encoder on a backend (encoder_device.c), or NULL */
+    struct sam_dec_device *dec_dev; /* the decoder on a backend (decoder_device.c), or NULL */
 
     /* image encoder */
     const ms_tensor *patch_w;
@@ -132,10 +133,12 @@ static inline win_geom ms_sam_block_geometry(const ms_sam_hparams *h, const sam_
     return w;
 }
 
-/* Frees m->dev (the weights and activations on its backend). */
+/* Frees m->dev and m->dec_dev (the weights and activations on their backend). */
 void ms_sam_device_free(ms_sam *m);
 ms_status ms_sam_bind_prompt_encoder(ms_sam *m);
 ms_status ms_sam_bind_decoder(ms_sam *m);
+/* ms_sam_decode's checks of a batch of prompts (decoder.c). */
+ms_status ms_sam_check_prompts(const ms_prompt *prompts, int64_t batch);
 
 /* ---- prompt encoder (prompt_encoder.c) ---- */
 /* Fills m->dense_pe. */

@@ -6,7 +6,9 @@
  * Dice against the f32 masks next to the references' own. The same
  * references for the encoder run through the CUDA backend's table
  * (ms_sam_encode_on, f32 and q8) when CUDA is usable, else skipped, saying
- * why (the CPU backend's table is checked on the tiny SAM). Prints the
+ * why (the CPU backend's table is checked on the tiny SAM), and the seven
+ * cases with the decoder through the CPU backend's table (ms_sam_decode_on)
+ * on the CPU path's embedding. Prints the
  * encoder time, the decode time per box and the peak activation memory.
  *
  * model.pth.gz is unpacked once into the scratch folder and kept there; the
@@ -215,6 +217,20 @@ END_TEST
 START_TEST(test_cases_f16) { run_case(&g.f16, DIR, _i); }
 END_TEST
 
+/* The decoder through the CPU backend's table: the ViT-B sizes (a 64 x 64
+ * grid of 256 channels) that the tiny SAM does not reach. */
+START_TEST(test_cases_cpu_backend)
+{
+    const char *why;
+    ms_backend *cpu = ms_backend_get(MS_BACKEND_CPU, &why);
+    ck_assert_msg(cpu, "cpu backend: %s", why);
+    ms_test_model on = g.f32; /* a view: g.f32 keeps ownership */
+    on.be = cpu;
+    printf("backend cpu: ");
+    run_case(&on, DIR, _i);
+}
+END_TEST
+
 /* _i = (q8 ? n_cases : 0) + the case */
 START_TEST(test_cuda_cases)
 {
@@ -289,6 +305,7 @@ int main(void)
     tcase_add_loop_test(tc, test_cases, 0, cases);
     tcase_add_loop_test(tc, test_cases_q8, 0, cases);
     tcase_add_loop_test(tc, test_cases_f16, 0, cases);
+    tcase_add_loop_test(tc, test_cases_cpu_backend, 0, cases);
     tcase_add_loop_test(tc, test_q8_dice, 0, cases);
     tcase_add_test(tc, test_decode_repeatable_and_timed);
     tcase_add_loop_test(tc, test_cuda_rows, 0, 3);

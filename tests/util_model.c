@@ -194,8 +194,8 @@ static int compare(const char *dir, const ms_case *c, const char *what, const fl
     return 1;
 }
 
-void ms_test_run_case(ms_sam *m, const float *emb, const char *dir, const ms_case *c,
-                      ms_case_result *r)
+void ms_test_run_case(ms_sam *m, ms_backend *be, const float *emb, const char *dir,
+                      const ms_case *c, ms_case_result *r)
 {
     const ms_sam_hparams *h = ms_sam_params(m);
     int64_t b = c->batch, nc = c->multimask ? h->n_multimask : 1, d = h->prompt_dim;
@@ -219,7 +219,9 @@ void ms_test_run_case(ms_sam *m, const float *emb, const char *dir, const ms_cas
     o.iou = malloc((size_t)(b * nc) * sizeof(float));
     o.sparse = malloc((size_t)(b * ns * d + 1) * sizeof(float));
     o.dense = malloc((size_t)(b * d * hw) * sizeof(float));
-    r->st = ms_sam_decode(m, emb, p, b, c->multimask, o.logits, o.iou, o.sparse, o.dense);
+    r->st = be ? ms_sam_decode_on(m, be, emb, p, b, c->multimask, o.logits, o.iou, o.sparse,
+                                  o.dense)
+               : ms_sam_decode(m, emb, p, b, c->multimask, o.logits, o.iou, o.sparse, o.dense);
     if (r->st != MS_OK) {
         snprintf(r->msg, sizeof r->msg, "decode: %s", ms_last_error());
         r->ok = 0;
@@ -324,6 +326,7 @@ void ms_test_model_prepare_on(ms_test_model *tm, const char *dir, const char *pt
         prepare_fail(tm, "open", ms_last_error());
         return;
     }
+    tm->be = be;
     encode(tm, dir, threads, be, hook, ctx);
 }
 
@@ -390,7 +393,7 @@ void ms_test_check_case(const ms_test_model *tm, const char *dir, const ms_case 
 {
     ms_sam *m = ms_test_sam(tm, threads);
     ms_case_result r;
-    ms_test_run_case(m, tm->emb, dir, c, &r);
+    ms_test_run_case(m, tm->be, tm->emb, dir, c, &r);
     ms_sam_free(m); /* before the assertion: without fork, a failure must not leak it */
     free(r.logits_out);
     ms_test_print_case(dir, c, &r);
@@ -415,8 +418,8 @@ void ms_test_case_dice(const ms_test_model *a, const char *dir_a, const ms_test_
 {
     ms_case_result ra, rb;
     ms_sam *ma = ms_test_sam(a, threads), *mb = ms_test_sam(b, threads);
-    ms_test_run_case(ma, a->emb, dir_a, c, &ra);
-    ms_test_run_case(mb, b->emb, dir_b, c, &rb);
+    ms_test_run_case(ma, a->be, a->emb, dir_a, c, &ra);
+    ms_test_run_case(mb, b->be, b->emb, dir_b, c, &rb);
     ms_sam_free(ma);
     ms_sam_free(mb);
     char name[128];

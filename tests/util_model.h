@@ -38,6 +38,7 @@ typedef struct ms_test_model {
     char err[512]; /* preparation failed: why ("" when ready) */
     char msw[512]; /* the converted weights, a scratch file */
     ms_weights *w;
+    ms_backend *be; /* where it encoded and its cases decode; NULL: the CPU path */
     float *emb;    /* (out_chans, grid, grid) */
     int64_t depth, grid, embed_dim, out_chans, prompt_dim; /* set before the encoding */
     double encode_ms;
@@ -55,8 +56,9 @@ ms_status ms_test_convert_fixture(const char *dir, const char *pth, ms_convert_d
  * threads; hook (may be NULL) sees the encoder blocks. */
 void ms_test_model_prepare(ms_test_model *tm, const char *dir, const char *pth, ms_convert_dtype dtype,
                            const char *name, int threads, ms_sam_block_hook hook, void *ctx);
-/* The same with the encoder on a compute backend (ms_sam_encode_on); be
- * NULL: the CPU path, as ms_test_model_prepare. */
+/* The same with the encoder on a compute backend (ms_sam_encode_on), and
+ * later the cases' decoder too (ms_sam_decode_on); be NULL: the CPU path,
+ * as ms_test_model_prepare. */
 void ms_test_model_prepare_on(ms_test_model *tm, const char *dir, const char *pth,
                               ms_convert_dtype dtype, const char *name, int threads,
                               ms_backend *be, ms_sam_block_hook hook, void *ctx);
@@ -75,11 +77,11 @@ typedef struct ms_case_result {
 } ms_case_result;
 
 /* Decodes case c (references under the fixtures' folder `dir`, such as
- * "sam/tiny_s1") against emb and compares with the fixtures' tolerances:
+ * "sam/tiny_s1") against emb, on backend be (NULL: the CPU path), and compares with the fixtures' tolerances:
  * sparse / dense max abs <= 2e-3, logits max abs <= 0.15 and mean abs <=
  * 2e-3, IoU max abs <= 2e-3, masks (logit > 0) >= 99.9 % agreement. */
-void ms_test_run_case(ms_sam *m, const float *emb, const char *dir, const ms_case *c,
-                      ms_case_result *r);
+void ms_test_run_case(ms_sam *m, ms_backend *be, const float *emb, const char *dir,
+                      const ms_case *c, ms_case_result *r);
 
 /* Check assertion: x within max abs tol of the fixture dir/name (prints
  * the errors). */
