@@ -21,7 +21,7 @@ struct ms_model {
     ms_sam *sam;
     const ms_sam_hparams *hp;
     int sam_preprocess; /* 0: MedSAM's, 1: SAM's */
-    ms_backend *be;     /* the encoder's backend; NULL: the CPU path of model/ */
+    ms_backend *be;     /* the encoder's and decoder's backend; NULL: the CPU path of model/ */
     float *input;       /* (3, S, S) network input */
     float *emb;         /* (out_chans, grid, grid) */
     int has_emb;
@@ -302,8 +302,10 @@ int ms_decode(ms_model *m, const ms_prompts *p, ms_result *out)
         st = alloc_result(out, batch, n_masks, ms_model_mask_size(m), m->img_h, m->img_w);
     if (st == MS_OK) {
         double t0 = now_ms();
-        st = ms_sam_decode(m->sam, m->emb, prompts, batch, p->multimask, out->low_res_logits,
-                           out->iou, NULL, NULL);
+        st = m->be ? ms_sam_decode_on(m->sam, m->be, m->emb, prompts, batch, p->multimask,
+                                      out->low_res_logits, out->iou, NULL, NULL)
+                   : ms_sam_decode(m->sam, m->emb, prompts, batch, p->multimask,
+                                   out->low_res_logits, out->iou, NULL, NULL);
         double t1 = now_ms();
         m->t.decode_ms = t1 - t0;
         if (st == MS_OK) st = postprocess(m, out);

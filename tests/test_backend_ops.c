@@ -882,7 +882,8 @@ START_TEST(test_cli_backends)
     ck_assert_msg(!strncmp(out, "cpu   usable: ", 14), "%s", out);
     const char *cuda = strstr(out, "\ncuda  ");
     ck_assert_msg(cuda != NULL, "%s", out);
-    const char *want = g_cuda ? "usable (the image encoder; the decoder runs on the CPU): "
+    const char *want = g_cuda ? "usable (image encoder and mask decoder; the prompt encoder "
+                                "runs on the CPU): "
                               : "unusable: ";
     ck_assert_msg(!strncmp(cuda + 7, want, strlen(want)), "%s", out);
 

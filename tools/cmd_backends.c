@@ -1,13 +1,13 @@
 /* medsam backends: one line per compute backend, whether it can be used
- * here and, when not, why. On CUDA only the image encoder runs (the prompt
- * encoder and mask decoder stay on the CPU), and the line says so. */
+ * here and, when not, why. On CUDA the image encoder and the mask decoder
+ * run (the prompt encoder stays on the CPU), and the line says so. */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/backend.h"
 #include "tools/cli.h"
 
-#define CUDA_NOTE "the image encoder; the decoder runs on the CPU"
+#define CUDA_NOTE "image encoder and mask decoder; the prompt encoder runs on the CPU"
 
 static void usage(void)
 {
