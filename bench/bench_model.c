@@ -16,6 +16,7 @@
 
 #include <cblas.h>
 
+#include "bench/boxes.h"
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "model/sam.h"
@@ -188,11 +189,6 @@ static ms_status run_create(void *p)
     c->sam = NULL;
     return ms_sam_create(c->w, c->threads, &c->sam);
 }
-
-/* Boxes in the input frame, the same as torch_ref.py's; content does not
- * change the cost. */
-static const float k_boxes[3][4] = {
-    {244.5f, 586.9f, 411.3f, 716.9f}, {132.9f, 591.4f, 233.8f, 754.5f}, {135.5f, 212.4f, 321.4f, 559.2f}};
 
 typedef struct {
     double open, create, gemm[N_GEMM], patch, window, global, neck, encoder, dec[2];

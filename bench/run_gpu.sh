@@ -1,6 +1,6 @@
 #!/bin/bash
-# The GPU benchmark (make bench-gpu): the ViT-B image encoder on the CUDA
-# backend (bench_gpu) and the same encoder in PyTorch on the same GPU
+# The GPU benchmark (make bench-gpu): the ViT-B image encoder and the mask
+# decoder on the CUDA backend (bench_gpu) and the same in PyTorch on the same GPU
 # (torch_ref.py --device cuda, fp32 with TF32 off on both sides), then one
 # table with the ratio. Without a usable CUDA backend it says why and stops;
 # without a CUDA PyTorch the PyTorch column is skipped. See bench/README.md.
@@ -66,6 +66,11 @@ print(f"  {'':28s} {'ours':>10s} {'PyTorch':>10s} {'PyTorch/ours':>13s}")
 print(f"  {'encoder ms':28s} {ours['encoder_ms']:10.2f} " +
       (f"{t:10.2f} {t / ours['encoder_ms']:12.2f}x" if t else f"{'-':>10s}"))
 print(f"  {'first image ms (upload)':28s} {ours['encoder_first_ms']:10.2f}")
+for n, what in ((1, "1 box"), (3, "3 boxes")):
+    o, k = ours[f"decoder_box{n}_ms"], f"decoder_box{n}"
+    t = torch["stages"][k] if torch else None
+    print(f"  {'decoder ms, ' + what:28s} {o:10.2f} " +
+          (f"{t:10.2f} {t / o:12.2f}x" if t else f"{'-':>10s}"))
 print(f"  {'device memory MB':28s} {ours['device_mb']:10.1f} " +
       (f"{torch['gpu_peak_mb']:10.1f}" if torch else f"{'-':>10s}") +
       "   (ours: weights + activations; PyTorch: peak allocated)")

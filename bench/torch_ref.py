@@ -8,9 +8,8 @@ mask decoder for one box and a batch of 3, all computed from the same .pth
 checkpoint the engine converts. The network is written out here (no
 segment_anything package) after segment_anything/modeling; --check compares
 it with the fixture's float64 references so the timed code is known right.
---device cuda times the encoder on the GPU instead (fp32, TF32 off; no
-kernels, no decoder: the engine's decoder runs on the CPU), with the GPU's
-peak memory.
+--device cuda times the encoder and the decoder on the GPU instead (fp32,
+TF32 off; no kernels), with the GPU's peak memory.
 
 Run with the system python (Debian's python3-torch): /usr/bin/python3.
 """
@@ -171,7 +170,8 @@ class Sam:
 
     def dense_pe(self):
         g = self.grid
-        e = (torch.arange(g, dtype=torch.float32) + 0.5) / g
+        gauss = self.p("prompt_encoder.pe_layer.positional_encoding_gaussian_matrix")
+        e = (torch.arange(g, dtype=torch.float32, device=gauss.device) + 0.5) / g
         xy = torch.stack([e[None, :].expand(g, g), e[:, None].expand(g, g)], dim=-1)
         return self.pe(xy).permute(2, 0, 1).unsqueeze(0)
 
@@ -320,16 +320,16 @@ def max_abs(a, ref):
     return float((a.double() - ref.double()).abs().max())
 
 
-def check(sam, emb, fixtures, embedding_only=False):
+def check(sam, emb, fixtures):
     """Max abs differences to the fixture's float64 references."""
-    out = {"image_embeddings": max_abs(emb, torch.from_numpy(np.load(os.path.join(fixtures, "image_embeddings.npy"))))}
-    if embedding_only:
-        return out
+    ref = torch.from_numpy(np.load(os.path.join(fixtures, "image_embeddings.npy")))
+    out = {"image_embeddings": max_abs(emb.cpu(), ref)}
     with open(os.path.join(fixtures, "cases.jsonl")) as f:
         cases = {c["case"]: c for c in map(json.loads, f)}
     for name in ("box", "box_multi", "boxes_batch3"):
         c = cases[name]
-        logits, iou = sam.decode(emb, torch.tensor(c["boxes"], dtype=torch.float32), bool(c["multimask"]))
+        boxes = torch.tensor(c["boxes"], dtype=torch.float32, device=emb.device)
+        logits, iou = (t.cpu() for t in sam.decode(emb, boxes, bool(c["multimask"])))
         ref = torch.from_numpy(np.load(os.path.join(fixtures, f"case_{name}_low_res_logits.npy")))
         out[f"{name}_logits"] = max_abs(logits, ref)
         out[f"{name}_logits_mean"] = float((logits.double() - ref.double()).abs().mean())
@@ -348,7 +348,7 @@ def main():
     ap.add_argument("--no-kernels", action="store_true")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                    help="cuda: the encoder alone on the GPU")
+                    help="cuda: the encoder and decoder on the GPU")
     args = ap.parse_args()
     gpu = args.device == "cuda"
     if gpu:
@@ -397,11 +397,12 @@ def main():
     res["stages"].update(best)
     if gpu:
         res["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    for n in (1, 3) if not gpu else ():
-        boxes = torch.tensor(BOXES[:n])
-        res["stages"][f"decoder_box{n}"] = best_of(lambda: sam.decode(emb, boxes), args.repeat)
+    for n in (1, 3):
+        boxes = torch.tensor(BOXES[:n], device=args.device)
+        res["stages"][f"decoder_box{n}"] = best_of(lambda: (sam.decode(emb, boxes), sync()),
+                                                   args.repeat)
     if args.check:
-        res["check"] = check(sam, emb.cpu(), args.check, embedding_only=gpu)
+        res["check"] = check(sam, emb, args.check)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     if args.json:
