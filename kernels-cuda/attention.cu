@@ -5,11 +5,14 @@
  * One CUDA block per (head, block of QB queries); keys go by in tiles of KT
  * through shared memory with an online softmax (running max and sum per
  * query, earlier partial outputs rescaled when the max grows), so the nq x nk
- * matrix never exists. Everything accumulates in fp32. */
+ * matrix never exists. Everything accumulates in fp32. This is version 1,
+ * for windows and for few queries or keys; many scores go to version 2
+ * (attention_gemm.cu: batched cuBLAS GEMMs around a softmax pass). */
 #include "kernels-cuda/common.cuh"
 
 #define THREADS 128
 #define WARPS (THREADS / 32)
+#define GEMM_MIN_SCORES ((int64_t)1 << 20) /* per head: version 2 from here */
 
 typedef struct attn_args {
     ms_attn a;
@@ -146,6 +149,7 @@ ms_status ms_cuda_attention(ms_backend *be, const ms_attn *a, const ms_attn_head
     if (a->nk <= 0 || a->d <= 0)
         return ms_cuda_fail(be, MS_ERR_ARG, "attention: %lld keys of %lld dims", (long long)a->nk,
                             (long long)a->d);
+    if (a->nq * a->nk >= GEMM_MIN_SCORES) return ms_cuda_attention_gemm(be, a, heads);
     cuda_ctx *c = ms_cuda_ctx(be);
     attn_args p = {*a, *heads, 0, 0, 0};
     if (a->d > 4096 || !choose_blocking(&p, a->d, c->max_smem))

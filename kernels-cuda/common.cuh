@@ -140,6 +140,8 @@ ms_status ms_cuda_add(ms_backend *be, float *y, const float *a, const float *b, 
 ms_status ms_cuda_transpose(ms_backend *be, float *dst, const float *src, int64_t rows,
                             int64_t cols);
 ms_status ms_cuda_attention(ms_backend *be, const ms_attn *a, const ms_attn_heads *heads);
+/* The same on cuBLAS, for many scores (attention.cu chooses). */
+ms_status ms_cuda_attention_gemm(ms_backend *be, const ms_attn *a, const ms_attn_heads *heads);
 ms_status ms_cuda_rel_pos(ms_backend *be, float *bias_h, float *bias_w, const float *q,
                           int64_t ldq, int64_t tokens, int64_t d, const float *rel_h,
                           const float *rel_w, int64_t side);
