@@ -166,6 +166,9 @@ static ms_status patch_embed(const ms_sam *m, struct sam_device *d)
 
 /* Attention over the windows of a block (a global block is one window):
  * qkv (tokens, 3e) rows [q | k | v], each [heads][hd]; out (tokens, e).
+ * Each call of the op takes a batch of (window, head) pairs at fixed
+ * strides: all windows of one head, or all heads of one window, whichever
+ * needs fewer calls (a device fills better with fewer, larger launches).
  * The padding's query rows are computed too and dropped by the caller.
  * ref: image_encoder.py Attention.forward with add_decomposed_rel_pos */
 static ms_status attention(const ms_sam *m, struct sam_device *d, const dev_block *b,
@@ -177,19 +180,26 @@ static ms_status attention(const ms_sam *m, struct sam_device *d, const dev_bloc
     for (int64_t i = 0; i < h->heads; i++)
         BE_TRY(d->be, be->rel_pos(be, d->a.bias_h + i * tokens * side, d->a.bias_w + i * tokens * side,
                               d->a.qkv + i * hd, ld, tokens, hd, b->rel_h, b->rel_w, side));
-    ms_attn_heads heads = {.n = h->heads, .q_step = hd, .k_step = hd, .v_step = hd,
-                           .out_step = hd, .bias_h_step = tokens * side,
-                           .bias_w_step = tokens * side};
-    for (int64_t w = 0; w < tokens / n; w++) {
-        const float *q = d->a.qkv + w * n * ld;
+    int64_t windows = tokens / n, bias_head = tokens * side;
+    int by_head = windows > h->heads;
+    ms_attn_heads batch =
+        by_head ? (ms_attn_heads){.n = windows, .q_step = n * ld, .k_step = n * ld,
+                                  .v_step = n * ld, .out_step = n * e, .bias_h_step = n * side,
+                                  .bias_w_step = n * side}
+                : (ms_attn_heads){.n = h->heads, .q_step = hd, .k_step = hd, .v_step = hd,
+                                  .out_step = hd, .bias_h_step = bias_head,
+                                  .bias_w_step = bias_head};
+    for (int64_t i = 0; i < (by_head ? h->heads : windows); i++) {
+        int64_t w = by_head ? 0 : i, head = by_head ? i : 0;
+        const float *q = d->a.qkv + w * n * ld + head * hd;
+        int64_t bias = head * bias_head + w * n * side;
         ms_attn a = {
             .q = q, .k = q + e, .v = q + 2 * e, .ldq = ld, .ldk = ld, .ldv = ld,
-            .out = d->a.attn + w * n * e, .ldo = e, .nq = n, .nk = n, .d = hd,
+            .out = d->a.attn + w * n * e + head * hd, .ldo = e, .nq = n, .nk = n, .d = hd,
             .scale = (float)(1.0 / sqrt((double)hd)),
-            .bias_h = d->a.bias_h + w * n * side, .bias_w = d->a.bias_w + w * n * side,
-            .kh = side, .kw = side,
+            .bias_h = d->a.bias_h + bias, .bias_w = d->a.bias_w + bias, .kh = side, .kw = side,
         };
-        BE_TRY(d->be, be->attention(be, &a, &heads));
+        BE_TRY(d->be, be->attention(be, &a, &batch));
     }
     return MS_OK;
 }
