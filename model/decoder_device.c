@@ -111,10 +111,7 @@ static size_t plan_acts(const ms_sam *m, int64_t nt, char *base, dec_acts *a)
     const ms_sam_hparams *h = &m->hp;
     int64_t d = h->prompt_dim, hw = h->grid * h->grid, nm = h->n_multimask + 1;
     int64_t rows = hw > nt ? hw : nt, width = d > h->iou_hidden ? d : h->iou_hidden;
-    struct {
-        float **p;
-        int64_t n;
-    } parts[] = {
+    dev_part parts[] = {
         {&a->emb, d * hw},      {&a->dense, d * hw},         {&a->src, d * hw},
         {&a->keys, hw * d},     {&a->kin, hw * d},           {&a->qp, rows * d},
         {&a->kp, rows * d},     {&a->vp, rows * d},          {&a->ao, rows * d},
@@ -124,12 +121,7 @@ static size_t plan_acts(const ms_sam *m, int64_t nt, char *base, dec_acts *a)
         {&a->up1, d / 4 * 4 * hw}, {&a->up1n, d / 4 * 4 * hw}, {&a->up2, d / 8 * 16 * hw},
         {&a->masks, nm * 16 * hw},
     };
-    size_t used = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        *parts[i].p = base ? (float *)(base + used) : NULL;
-        used += dev_round((size_t)parts[i].n * sizeof(float));
-    }
-    return used;
+    return dev_carve(base, parts, sizeof parts / sizeof parts[0]);
 }
 
 /* ---- set-up and release ---------------------------------------------------------- */

@@ -1,6 +1,13 @@
-/* The weight loader the encoder and the decoder on a backend share, and the
- * release of both halves' state. */
+/* The weight loader and the activation layout the encoder and the decoder
+ * on a backend share, and the release of both halves' state. */
 #include "model/device.h"
+
+#define DEV_ALIGN 256 /* bytes: every tensor starts on a GPU-friendly boundary */
+
+static size_t dev_round(size_t bytes)
+{
+    return (bytes + DEV_ALIGN - 1) & ~(size_t)(DEV_ALIGN - 1);
+}
 
 static void *place(dev_loader *l, const void *src, size_t bytes)
 {
@@ -39,6 +46,16 @@ void dev_place_norm(dev_loader *l, sam_norm *dst, const sam_norm *src, int64_t d
 {
     dst->g = dev_place_f32(l, src->g, dim);
     dst->b = dev_place_f32(l, src->b, dim);
+}
+
+size_t dev_carve(char *base, const dev_part *parts, size_t count)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        *parts[i].p = base ? (float *)(base + used) : NULL;
+        used += dev_round((size_t)parts[i].n * sizeof(float));
+    }
+    return used;
 }
 
 void ms_sam_device_free(ms_sam *m)

@@ -11,14 +11,6 @@
 #include "core/backend.h"
 #include "model/sam_internal.h"
 
-#define DEV_ALIGN 256 /* bytes: every tensor starts on a GPU-friendly boundary */
-
-/* bytes rounded up to DEV_ALIGN */
-static inline size_t dev_round(size_t bytes)
-{
-    return (bytes + DEV_ALIGN - 1) & ~(size_t)(DEV_ALIGN - 1);
-}
-
 typedef struct dev_linear {
     ms_tensor w; /* the host tensor's shape and dtype, data on the backend */
     const float *b;
@@ -32,6 +24,16 @@ typedef struct dev_loader {
     size_t used;
     ms_status st;
 } dev_loader;
+
+/* An activation buffer of a plan: where its pointer goes, and its floats. */
+typedef struct dev_part {
+    float **p;
+    int64_t n;
+} dev_part;
+
+/* Lays the parts out one after another from base, each aligned (base NULL:
+ * the pointers become NULL); returns the bytes they take. */
+size_t dev_carve(char *base, const dev_part *parts, size_t count);
 
 const float *dev_place_f32(dev_loader *l, const float *src, int64_t n);
 void dev_place_tensor(dev_loader *l, ms_tensor *dst, const ms_tensor *src);

@@ -86,21 +86,13 @@ static size_t plan_acts(const ms_sam *m, char *base, dev_acts *a)
     }
     int64_t hidden = h->mlp_dim * t;
     if (e * t > hidden) hidden = e * t;
-    struct {
-        float **p;
-        int64_t n;
-    } parts[] = {
+    dev_part parts[] = {
         {&a->image, 3 * s * s}, {&a->x, t * e},          {&a->xn, t * e},
         {&a->win, tokens * e},  {&a->qkv, 3 * tokens * e}, {&a->attn, tokens * e},
         {&a->bias_h, bias},     {&a->bias_w, bias},      {&a->hidden, hidden},
         {&a->neck_a, c * t},    {&a->neck_b, c * t},
     };
-    size_t used = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        *parts[i].p = base ? (float *)(base + used) : NULL;
-        used += dev_round((size_t)parts[i].n * sizeof(float));
-    }
-    return used;
+    return dev_carve(base, parts, sizeof parts / sizeof parts[0]);
 }
 
 /* ---- set-up and release ---------------------------------------------------------- */
