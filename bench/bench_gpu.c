@@ -41,11 +41,7 @@ static ms_status bench_decoder(ms_sam *m, ms_backend *be, const float *emb, int 
     const ms_sam_hparams *h = ms_sam_params(m);
     int64_t px = 16 * h->grid * h->grid;
     ms_prompt p[3];
-    memset(p, 0, sizeof p);
-    for (int i = 0; i < 3; i++) {
-        p[i].has_box = 1;
-        memcpy(p[i].box, k_boxes[i], sizeof p[i].box);
-    }
+    bench_box_prompts(p);
     float *logits = malloc(sizeof(float) * (size_t)(3 * px)), iou[3];
     if (!logits) return ms_fail(MS_ERR_NOMEM, "bench_gpu: out of memory");
     ms_status st = MS_OK;

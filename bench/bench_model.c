@@ -235,11 +235,7 @@ static ms_status bench(const char *path, int threads, int repeat, results *r, ms
     ms_sam_set_block_hook(c.sam, NULL, NULL);
 
     ms_prompt prompts[3];
-    memset(prompts, 0, sizeof prompts);
-    for (int i = 0; i < 3; i++) {
-        prompts[i].has_box = 1;
-        memcpy(prompts[i].box, k_boxes[i], sizeof prompts[i].box);
-    }
+    bench_box_prompts(prompts);
     st = bench_decoder(c.sam, emb, prompts, logits, iou, repeat, r->dec);
     if (st == MS_OK) r->peak_act = ms_sam_peak_bytes(c.sam);
 done:
