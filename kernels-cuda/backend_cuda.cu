@@ -30,9 +30,10 @@ void *ms_cuda_workspace(ms_backend *be, size_t bytes)
     c->workspace_bytes = 0;
     if (e == cudaSuccess) e = cudaMalloc(&c->workspace, bytes);
     if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* handled here, not the next launch's error */
         c->workspace = NULL;
-        ms_cuda_fail(be, MS_ERR_NOMEM, "CUDA error: %s (workspace of %zu bytes)",
-                     cudaGetErrorString(e), bytes);
+        ms_cuda_fail(be, e == cudaErrorMemoryAllocation ? MS_ERR_NOMEM : MS_ERR_INTERNAL,
+                     "CUDA error: %s (workspace of %zu bytes)", cudaGetErrorString(e), bytes);
         return NULL;
     }
     c->workspace_bytes = bytes;
@@ -46,6 +47,9 @@ static void *cuda_alloc(ms_backend *be, size_t bytes)
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
     if (e == cudaSuccess) return p;
+    /* A failed cudaMalloc also sets the runtime's last error, which the next
+     * launch check would report as its own: the caller handles this one. */
+    (void)cudaGetLastError();
     ms_cuda_fail(be, MS_ERR_NOMEM, "CUDA error: %s (cudaMalloc of %zu bytes)",
                  cudaGetErrorString(e), bytes);
     return NULL;
