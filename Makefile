@@ -114,7 +114,7 @@ $(BUILD)/obj/%.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(CUDA_LIB): $(CUDA_OBJ)
-	$(NVCC) -shared -cudart shared -o $@ $^ -Xlinker -rpath=$(CUDA_HOME)/lib64 -lcublas -ldl
+	$(NVCC) -shared -cudart shared -o $@ $^ -Xlinker -rpath=$(CUDA_HOME)/lib64 -lcublas
 
 # Each suite runs on its own; all run even when one fails, then the summary
 # line counts them.

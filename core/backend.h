@@ -117,12 +117,16 @@ ms_status ms_backend_select(const char *choice, ms_backend **out);
 /* Frees every backend set up so far (device memory, handles). */
 void ms_backend_release_all(void);
 
-/* Finds libmedsam_cuda.so (beside the executable, then $MEDSAM_CUDA_LIB,
- * then the loader's path) and initialises it, without the registry's cache:
- * 0, or non-zero with the reason in why ("library libmedsam_cuda.so not
- * found (built without nvcc?)", "no NVIDIA driver (...)", "no CUDA device",
- * "CUDA error: ..."). */
+/* Looks for the NVIDIA driver, then finds libmedsam_cuda.so (beside the
+ * executable, then $MEDSAM_CUDA_LIB, then the loader's path) and initialises
+ * it, without the registry's cache: 0, or non-zero with the reason in why
+ * ("no NVIDIA driver (...)", "library libmedsam_cuda.so not found (built
+ * without nvcc?)", "no CUDA device", "CUDA error: ..."). Without a driver
+ * the library is not loaded at all. */
 int ms_backend_cuda_load(ms_backend *out, char *why, size_t why_len);
+/* The same without looking for the driver first: the library's own init
+ * then reports a missing one as a "CUDA error: ...". */
+int ms_backend_cuda_open(ms_backend *out, char *why, size_t why_len);
 
 /* ---- the CPU backend (core/backend_cpu.c) ---- */
 /* MS_OK, or MS_ERR_NOMEM with the reason in out->error. */

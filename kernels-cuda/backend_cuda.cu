@@ -1,8 +1,8 @@
-/* libmedsam_cuda.so's entry point: checks the driver and the device, sets up
- * a stream and a cuBLAS handle on device 0, and fills the backend table.
+/* libmedsam_cuda.so's entry point: checks for a device (core looked for the
+ * driver before loading this library), sets up a stream and a cuBLAS handle
+ * on device 0, and fills the backend table.
  * Only ms_cuda_backend_init is exported (everything else is built with
  * hidden visibility). */
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,22 +102,6 @@ static void cuda_release(ms_backend *be)
 
 /* ---- set-up ---- */
 
-/* The CUDA runtime loads the driver itself; looking first gives the
- * clearer reason when there is none. */
-static int driver_present(char *why, size_t why_len)
-{
-    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (h) {
-        dlclose(h);
-        return 1;
-    }
-    const char *err = dlerror();
-    const char *prefix = "libcuda.so.1: ";
-    if (!strncmp(err, prefix, strlen(prefix))) err += strlen(prefix);
-    snprintf(why, why_len, "no NVIDIA driver (libcuda.so.1: %s)", err);
-    return 0;
-}
-
 static int device_present(char *why, size_t why_len)
 {
     int n = 0;
@@ -187,7 +171,7 @@ ms_cuda_backend_init(int abi_version, ms_backend *out, char *why, size_t why_len
         return 1;
     }
     memset(out, 0, sizeof *out);
-    if (!driver_present(why, why_len) || !device_present(why, why_len)) return 1;
+    if (!device_present(why, why_len)) return 1;
     if (open_device(out) != MS_OK) {
         snprintf(why, why_len, "%s", out->error);
         cuda_release(out);

@@ -8,6 +8,7 @@
  * library, and `medsam backends`. */
 #include <check.h>
 #include <dlfcn.h>
+#include <link.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -783,13 +784,13 @@ END_TEST
 
 /* ---- the probe ---- */
 
-/* ms_backend_cuda_load with MEDSAM_CUDA_LIB = value; the reason in why.
- * The variable is put back afterwards. */
+/* ms_backend_cuda_open (no driver check first) with MEDSAM_CUDA_LIB =
+ * value; the reason in why. The variable is put back afterwards. */
 static int load_with(const char *value, char *why, size_t n)
 {
     ms_backend be;
     setenv("MEDSAM_CUDA_LIB", value, 1);
-    int rc = ms_backend_cuda_load(&be, why, n);
+    int rc = ms_backend_cuda_open(&be, why, n);
     setenv("MEDSAM_CUDA_LIB", g_cuda_lib, 1);
     if (rc == 0) be.release(&be);
     return rc;
@@ -818,6 +819,36 @@ START_TEST(test_probe_reasons)
 }
 END_TEST
 
+static int is_cuda_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    (void)data;
+    const char *name = info->dlpi_name;
+    return strstr(name, "libmedsam_cuda") || strstr(name, "libcublas") ||
+           strstr(name, "libcudart");
+}
+
+/* Without a driver the backend says so and loads neither libmedsam_cuda.so
+ * nor the CUDA libraries behind it (150 MB of resident memory). Runs before
+ * test_probe_built_library, which loads them on purpose. */
+START_TEST(test_no_driver_loads_nothing)
+{
+    void *driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (driver) {
+        dlclose(driver);
+        printf("SKIP no-driver probe: this machine has an NVIDIA driver\n");
+        return;
+    }
+    /* The registry probed CUDA when the suite started: nothing loaded then */
+    ck_assert_int_eq(dl_iterate_phdr(is_cuda_object, NULL), 0);
+    ms_backend be;
+    char why[256];
+    ck_assert_int_ne(ms_backend_cuda_load(&be, why, sizeof why), 0);
+    ck_assert_msg(!strncmp(why, "no NVIDIA driver (libcuda.so.1: ", 32), "%s", why);
+    ck_assert_int_eq(dl_iterate_phdr(is_cuda_object, NULL), 0);
+}
+END_TEST
+
 /* The library this build made: it loads here, then either works or says
  * which of driver, device or runtime is missing; a wrong ABI is refused. */
 START_TEST(test_probe_built_library)
@@ -828,8 +859,7 @@ START_TEST(test_probe_built_library)
     }
     char why[256];
     if (load_with(g_cuda_lib, why, sizeof why) != 0)
-        ck_assert_msg(!strncmp(why, "no NVIDIA driver (libcuda.so.1: ", 32) ||
-                          !strcmp(why, "no CUDA device") || !strncmp(why, "CUDA error: ", 12) ||
+        ck_assert_msg(!strcmp(why, "no CUDA device") || !strncmp(why, "CUDA error: ", 12) ||
                           !strncmp(why, "cannot load ", 12), "%s", why);
     void *h = dlopen(g_cuda_lib, RTLD_NOW | RTLD_LOCAL);
     ck_assert_msg(h != NULL, "%s", dlerror());
@@ -921,6 +951,7 @@ int main(void)
     tcase_add_test(ops, test_layout);
     tcase_add_test(ops, test_conv);
     tcase_add_test(ops, test_cpu_backend_fresh);
+    tcase_add_test(probe, test_no_driver_loads_nothing);
     tcase_add_test(probe, test_probe_reasons);
     tcase_add_test(probe, test_probe_built_library);
     tcase_add_test(probe, test_registry);
