@@ -225,7 +225,7 @@ static std::vector<int> thread_order(int n)
 {
     std::vector<int> order(n);
     for (int i = 0; i < n; i++) order[i] = i;
-    const char *o = getenv("MEDSAM_CUDA_EMU_ORDER");
+    static const char *o = getenv("MEDSAM_CUDA_EMU_ORDER");
     static std::mt19937 rng(12345);
     if (o && !strcmp(o, "reverse")) std::reverse(order.begin(), order.end());
     if (o && !strcmp(o, "random")) std::shuffle(order.begin(), order.end(), rng);
@@ -238,7 +238,7 @@ static void release(int n)
 {
     if (n_warp_barrier) {
         for (int w = 0; w < n; w += WARP)
-            for (int i = w; i < w + WARP; i++)
+            for (int i = w; i < w + WARP && i < n; i++)
                 if ((fibers[i].state == AT_WARP_BARRIER) != (fibers[w].state == AT_WARP_BARRIER))
                     die("a warp shuffle reached by part of a warp");
         for (int i = 0; i < n; i++)
